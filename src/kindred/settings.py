@@ -80,6 +80,7 @@ class Settings(BaseSettings):
     redis_host: str | None = None
     redis_port: int = 6379
     redis_socket_timeout: float = Field(0.25, gt=0)
+    cache_key_prefix: str = "kindred:"
 
     jwt_private_key: str | None = None
     jwt_private_key_file: Path | None = None

@@ -1,0 +1,112 @@
+"""create_app(): middleware, routers and the lifespan that owns the database, cache, mailer and keys."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+
+import swagger_ui_bundle
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+
+from kindred.auth.router import router as auth_router
+from kindred.health.router import router as health_router
+from kindred.kit.cache import create_cache
+from kindred.kit.db import Database
+from kindred.kit.email import EmailBackend, Mailer, create_email_backend
+from kindred.kit.handlers import install_error_handlers
+from kindred.kit.security import Passwords, TokenSigner
+from kindred.middleware.request_context import RequestContextMiddleware
+from kindred.observability.logging import get_logger
+from kindred.settings import Settings, load_settings
+from kindred.users.router import router as me_router
+
+log = get_logger(__name__)
+
+try:
+    VERSION = version("kindred")
+except PackageNotFoundError:  # running from a source tree without an install
+    VERSION = "0.0.0"
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings | None = None, *, email_backend: EmailBackend | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    signer = TokenSigner.from_settings(settings)
+    passwords = Passwords(settings.argon2_memory_kib, settings.argon2_time_cost, settings.argon2_parallelism)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = app.state
+        state.db = Database(settings)
+        state.cache = create_cache(
+            settings.redis_url, socket_timeout=settings.redis_socket_timeout, key_prefix=settings.cache_key_prefix
+        )
+        backend = email_backend or create_email_backend(
+            settings.email_backend.value, smtp_url=settings.smtp_url, sender=settings.email_from
+        )
+        state.mailer = Mailer(backend)
+        if settings.storage_backend == "local" and settings.storage_path is not None:
+            settings.storage_path.mkdir(parents=True, exist_ok=True)
+        state.started = True
+        log.info("app.started", environment=settings.environment.value, database=state.db.dialect,
+                 cache=state.cache.mode)
+        try:
+            yield
+        finally:
+            state.draining = True
+            await state.cache.close()
+            await state.mailer.close()
+            await state.db.dispose()
+            log.info("app.stopped")
+
+    app = FastAPI(
+        title="Kindred API",
+        version=VERSION,
+        description="Dating-app backend: accounts, profiles, discovery, matches, chat and safety.",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    registry = CollectorRegistry(auto_describe=True)
+    for collector in (ProcessCollector, PlatformCollector, GCCollector):
+        collector(registry=registry)
+    app.state.settings = settings
+    app.state.signer = signer
+    app.state.passwords = passwords
+    app.state.metrics_registry = registry
+    app.state.started = False
+    app.state.draining = False
+    app.state.started_monotonic = time.monotonic()
+
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+
+    api = APIRouter(prefix=API_PREFIX)
+    api.include_router(auth_router)
+    api.include_router(me_router)
+    app.include_router(api)
+    app.include_router(health_router)
+    _mount_docs(app)
+    return app
+
+
+def _mount_docs(app: FastAPI) -> None:
+    """Swagger UI from the app's own assets: no CDN, so /docs works offline and the CSP stays 'self'."""
+    app.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="Kindred API",
+            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger/swagger-ui.css",
+            swagger_favicon_url="/static/swagger/favicon-32x32.png",
+        )

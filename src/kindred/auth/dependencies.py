@@ -1,0 +1,94 @@
+"""`CurrentUser`: a verified access token whose session is live and whose account may act, right now."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from kindred.auth.service import (
+    AuthService,
+    Principal,
+    RequestMeta,
+    SessionState,
+    check_session_state,
+    load_session_state,
+    SESSION_CACHE_PREFIX,
+)
+from kindred.kit.deps import OutboxDep, SessionDep, request_id
+from kindred.kit.errors import Forbidden, NotAuthenticated
+
+bearer = HTTPBearer(auto_error=False, description="RS256 access token from login, refresh or verify-email.")
+
+
+def cookie_names(request: Request) -> tuple[str, str]:
+    prefix = "__Host-" if request.app.state.settings.cookie_secure else ""
+    return f"{prefix}kindred_access", f"{prefix}kindred_refresh"
+
+
+async def current_principal(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    via_cookie = False
+    if credentials is not None:
+        token = credentials.credentials
+    else:
+        token = request.cookies.get(cookie_names(request)[0], "")
+        via_cookie = True
+        if not token:
+            raise NotAuthenticated()
+    state = request.app.state
+    claims = state.signer.verify(token)
+    key = SESSION_CACHE_PREFIX + str(claims.session_id)
+    cached = await state.cache.get(key)
+    session_state: SessionState | None
+    if cached is not None:
+        session_state = SessionState.loads(cached)
+    else:
+        session_state = await load_session_state(session, claims.session_id)
+        if session_state is not None and state.settings.session_cache_ttl:
+            await state.cache.set(key, session_state.dumps(), ttl=state.settings.session_cache_ttl)
+    check_session_state(session_state, claims.user_id)
+    assert session_state is not None
+    ctx = request.scope.get("kindred")
+    if ctx is not None:
+        ctx["user_id"] = str(claims.user_id)
+    return Principal(
+        user_id=claims.user_id, session_id=claims.session_id, role=session_state.role, tier=session_state.tier,
+        via_cookie=via_cookie,
+    )
+
+
+CurrentUser = Annotated[Principal, Depends(current_principal)]
+
+
+def require_role(*roles: str):  # noqa: ANN201 - returns a dependency
+    async def dependency(principal: CurrentUser) -> Principal:
+        if principal.role not in roles:
+            raise Forbidden()
+        return principal
+
+    return Depends(dependency)
+
+
+StaffUser = Annotated[Principal, require_role("moderator", "admin")]
+AdminUser = Annotated[Principal, require_role("admin")]
+
+
+def request_meta(request: Request) -> RequestMeta:
+    return RequestMeta(request_id=request_id(request), user_agent=request.headers.get("user-agent"))
+
+
+def get_auth_service(request: Request, session: SessionDep, outbox: OutboxDep) -> AuthService:
+    state = request.app.state
+    return AuthService(
+        session, settings=state.settings, signer=state.signer, passwords=state.passwords, cache=state.cache,
+        outbox=outbox, meta=request_meta(request),
+    )
+
+
+AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]

@@ -1,0 +1,131 @@
+"""The `kindred` command: serve, migrate, create-admin, keys generate."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kindred.settings import ConfigError, Settings, load_settings
+
+app = typer.Typer(help="Kindred: a dating-app backend.", no_args_is_help=True, add_completion=False)
+keys_app = typer.Typer(help="Signing keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+EXIT_CONFIG = 2
+
+
+def _settings() -> Settings:
+    """Load and validate configuration; on any problem print them all and exit 2."""
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        typer.echo(f"kindred: {exc}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+
+
+def _configure_logging(settings: Settings) -> None:
+    from kindred.observability.logging import configure_logging
+
+    configure_logging(settings.log_level, settings.effective_log_format.value,
+                      str(settings.log_file) if settings.log_file else None)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address (default HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (default PORT).")] = None,
+) -> None:
+    """Run the API server."""
+    import uvicorn
+
+    from kindred.app import create_app
+
+    settings = _settings()
+    _configure_logging(settings)
+    from kindred.observability.logging import get_logger
+
+    log = get_logger("kindred.cli")
+    for warning in settings.production_warnings() if settings.is_production else []:
+        log.warning("config.warning", message=warning)
+    try:
+        application = create_app(settings)
+    except ConfigError as exc:
+        typer.echo(f"kindred: {exc}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+    config = uvicorn.Config(
+        application,
+        host=host or settings.host,
+        port=port or settings.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_config=None,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.trusted_proxies,
+        server_header=False,
+        timeout_keep_alive=75,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout),
+    )
+    log.info("server.starting", host=config.host, port=config.port)
+    uvicorn.Server(config).run()
+
+
+@app.command()
+def migrate() -> None:
+    """Upgrade the database to the latest schema."""
+    from kindred.ops.migrate import upgrade
+
+    settings = _settings()
+    assert settings.database_url
+    upgrade(settings.database_url)
+    typer.echo("database is at the latest schema")
+
+
+class StaffRole(StrEnum):
+    admin = "admin"
+    moderator = "moderator"
+
+
+@app.command("create-admin")
+def create_admin(
+    email: Annotated[str, typer.Option(help="Staff member's email address.")],
+    password: Annotated[str, typer.Option(help="Password (at least 10 characters, not a common one).")],
+    role: Annotated[StaffRole, typer.Option(help="admin or moderator.")] = StaffRole.admin,
+) -> None:
+    """Create (or promote) a verified staff account."""
+    from kindred.ops.accounts import create_staff
+
+    settings = _settings()
+    try:
+        created = asyncio.run(create_staff(settings, email=email, password=password, role=role.value))
+    except ValueError as exc:
+        typer.echo(f"kindred: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{'created' if created else 'promoted'} {role.value} account")
+
+
+@keys_app.command("generate")
+def keys_generate(
+    directory: Annotated[Path, typer.Option("--dir", help="Where to write jwt_private.pem and jwt_public.pem.")] = Path(
+        "var/keys"
+    ),
+) -> None:
+    """Write a new RS256 key pair."""
+    from kindred.kit.security import write_key_pair
+
+    private, public = write_key_pair(directory)
+    typer.echo(f"wrote {private} and {public}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

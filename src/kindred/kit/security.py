@@ -1,0 +1,195 @@
+"""Password hashing (argon2id, off the event loop), RS256 access tokens and opaque random tokens."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+import jwt
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from kindred.kit.errors import NotAuthenticated, TokenExpired
+from kindred.settings import ConfigError, Settings
+
+# ----------------------------------------------------------------------------- passwords
+
+
+class Passwords:
+    """argon2id hashing in a worker thread, so a login never blocks the event loop."""
+
+    def __init__(self, memory_kib: int = 19456, time_cost: int = 2, parallelism: int = 1) -> None:
+        self._hasher = PasswordHasher(
+            time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=Type.ID
+        )
+        # Verified against for unknown e-mail addresses so both failures cost the same.
+        self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+
+    def hash_sync(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    async def hash(self, password: str) -> str:
+        return await anyio.to_thread.run_sync(self._hasher.hash, password)
+
+    def _verify(self, hashed: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(hashed, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    async def verify(self, hashed: str | None, password: str) -> bool:
+        """Check `password`; with `hashed=None` burn the same time on a dummy hash and return False."""
+        if hashed is None:
+            await anyio.to_thread.run_sync(self._verify, self._dummy, password)
+            return False
+        return await anyio.to_thread.run_sync(self._verify, hashed, password)
+
+    def needs_rehash(self, hashed: str) -> bool:
+        return self._hasher.check_needs_rehash(hashed)
+
+
+# ----------------------------------------------------------------------------- opaque tokens
+
+
+def new_token() -> str:
+    """A URL-safe random token with 256 bits of entropy (refresh tokens, emailed links)."""
+    return secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    """Tokens are stored only as SHA-256: they are random, so no salt or slow hash is needed."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def keyed_hash(secret: str, value: str) -> str:
+    return hmac.new(secret.encode(), value.encode(), hashlib.sha256).hexdigest()
+
+
+# ----------------------------------------------------------------------------- RS256 keys
+
+
+def generate_key_pair() -> tuple[bytes, bytes]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private, public
+
+
+def write_key_pair(directory: Path) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    private, public = generate_key_pair()
+    private_path, public_path = directory / "jwt_private.pem", directory / "jwt_public.pem"
+    private_path.write_bytes(private)
+    private_path.chmod(0o600)
+    public_path.write_bytes(public)
+    return private_path, public_path
+
+
+def load_key_pair(settings: Settings) -> tuple[bytes, bytes]:
+    """PEMs from env or files; in development and test a pair is generated under var/keys once."""
+    private = settings.jwt_private_key.encode() if settings.jwt_private_key else None
+    public = settings.jwt_public_key.encode() if settings.jwt_public_key else None
+    if private is None and settings.jwt_private_key_file:
+        private = settings.jwt_private_key_file.read_bytes()
+    if public is None and settings.jwt_public_key_file:
+        public = settings.jwt_public_key_file.read_bytes()
+    if private is None or public is None:
+        if settings.is_production:
+            raise ConfigError(["JWT key pair is required in production"])
+        private_path = settings.keys_dir / "jwt_private.pem"
+        public_path = settings.keys_dir / "jwt_public.pem"
+        if not (private_path.is_file() and public_path.is_file()):
+            write_key_pair(settings.keys_dir)
+        private, public = private_path.read_bytes(), public_path.read_bytes()
+    return private, public
+
+
+def _b64url_uint(value: int) -> str:
+    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+# ----------------------------------------------------------------------------- access tokens
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+    jti: str
+    expires_at: datetime
+
+
+class TokenSigner:
+    """Issues and verifies RS256 access tokens; publishes the public key as a JWK with a `kid`."""
+
+    def __init__(self, private_pem: bytes, public_pem: bytes, *, issuer: str, audience: str, ttl: timedelta):
+        self._private = serialization.load_pem_private_key(private_pem, password=None)
+        self._public = serialization.load_pem_public_key(public_pem)
+        if not isinstance(self._public, rsa.RSAPublicKey):
+            raise ConfigError(["JWT public key must be an RSA key"])
+        numbers = self._public.public_numbers()
+        self._jwk_public = {"kty": "RSA", "n": _b64url_uint(numbers.n), "e": _b64url_uint(numbers.e)}
+        # RFC 7638 thumbprint: a stable key id derived from the key itself.
+        canonical = json.dumps({"e": self._jwk_public["e"], "kty": "RSA", "n": self._jwk_public["n"]},
+                               separators=(",", ":"), sort_keys=True)
+        self.kid = base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
+        self.issuer, self.audience, self.ttl = issuer, audience, ttl
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TokenSigner:
+        private, public = load_key_pair(settings)
+        return cls(private, public, issuer=settings.jwt_issuer, audience=settings.jwt_audience,
+                   ttl=settings.access_token_ttl)
+
+    def issue(self, user_id: uuid.UUID, session_id: uuid.UUID, now: datetime | None = None) -> tuple[str, int]:
+        now = now or datetime.now(UTC)
+        expires = now + self.ttl
+        claims = {
+            "sub": str(user_id), "sid": str(session_id), "jti": uuid.uuid4().hex, "typ": "access",
+            "iss": self.issuer, "aud": self.audience, "iat": int(now.timestamp()), "exp": int(expires.timestamp()),
+        }
+        token = jwt.encode(claims, self._private, algorithm="RS256", headers={"kid": self.kid})  # type: ignore[arg-type]
+        return token, int(self.ttl.total_seconds())
+
+    def verify(self, token: str) -> AccessClaims:
+        """Verify signature, algorithm (RS256 only), issuer, audience, expiry and `typ`."""
+        try:
+            header = jwt.get_unverified_header(token)
+            if header.get("kid") not in (None, self.kid):
+                raise NotAuthenticated("Unknown signing key.")
+            claims: dict[str, Any] = jwt.decode(
+                token, self._public, algorithms=["RS256"], issuer=self.issuer, audience=self.audience,  # type: ignore[arg-type]
+                options={"require": ["exp", "iat", "sub", "sid", "jti", "iss", "aud", "typ"]}, leeway=5,
+            )
+        except jwt.ExpiredSignatureError:
+            raise TokenExpired() from None
+        except jwt.PyJWTError:
+            raise NotAuthenticated("The access token is invalid.") from None
+        if claims.get("typ") != "access":
+            raise NotAuthenticated("The access token is invalid.")
+        try:
+            return AccessClaims(
+                user_id=uuid.UUID(claims["sub"]), session_id=uuid.UUID(claims["sid"]), jti=str(claims["jti"]),
+                expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+            )
+        except (ValueError, TypeError):
+            raise NotAuthenticated("The access token is invalid.") from None
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [{**self._jwk_public, "kid": self.kid, "use": "sig", "alg": "RS256"}]}

@@ -1,0 +1,86 @@
+"""Structured logging: structlog over stdlib, JSON in production, with personal data scrubbed."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import sys
+from typing import Any, TextIO
+
+import structlog
+
+# Keys that must never reach a log line, whoever passes them. Defence in depth: code should not log
+# them in the first place (a test greps the whole suite's log output for canaries).
+_REDACTED_KEYS = frozenset(
+    {
+        "password", "new_password", "current_password", "token", "access_token", "refresh_token",
+        "authorization", "cookie", "set-cookie", "email", "new_email", "birthdate", "lat", "lng",
+        "latitude", "longitude", "body", "secret", "api_key",
+    }
+)
+
+
+def _redact(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    for key in event_dict.keys() & _REDACTED_KEYS:
+        event_dict[key] = "[redacted]"
+    return event_dict
+
+
+_SHARED: list[Any] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+    _redact,
+]
+
+
+def formatter(fmt: str) -> logging.Formatter:
+    renderer: Any
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_SHARED,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+
+
+def configure_logging(
+    level: str = "info", fmt: str = "console", log_file: str | None = None, stream: TextIO | None = None
+) -> None:
+    """Route structlog and stdlib logging through one formatter; safe to call more than once."""
+    structlog.configure(
+        processors=[*_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_kindred", False):
+            root.removeHandler(handler)
+            handler.close()
+    handlers: list[logging.Handler] = [logging.StreamHandler(stream or sys.stdout)]
+    if log_file:
+        handlers.append(logging.handlers.RotatingFileHandler(log_file, maxBytes=50 * 2**20, backupCount=5))
+    for handler in handlers:
+        handler.setFormatter(formatter(fmt))
+        handler._kindred = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(level.upper())
+    # uvicorn's own access log would duplicate ours (and log query strings); its error log is useful.
+    logging.getLogger("uvicorn.access").disabled = True
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+
+
+def get_logger(name: str | None = None) -> Any:
+    return structlog.get_logger(name)

@@ -1,0 +1,57 @@
+"""Operator account jobs: create or promote staff."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+
+from kindred.auth.repository import AccountRepository
+from kindred.auth.service import SESSION_CACHE_PREFIX, check_password_strength
+from kindred.auth.exceptions import WeakPassword
+from kindred.kit import clock
+from kindred.kit.db import Database
+from kindred.kit.security import Passwords
+from kindred.models import User
+from kindred.observability import audit
+from kindred.settings import Settings
+
+
+async def create_staff(settings: Settings, *, email: str, password: str, role: str) -> bool:
+    """Returns True when a new account was created, False when an existing one was promoted."""
+    email = email.strip().lower()
+    if "@" not in email:
+        raise ValueError("a valid email address is required")
+    try:
+        check_password_strength(password, email=email)
+    except WeakPassword:
+        raise ValueError("password must be at least 10 characters and not a common one") from None
+    passwords = Passwords(settings.argon2_memory_kib, settings.argon2_time_cost, settings.argon2_parallelism)
+    db = Database(settings)
+    try:
+        async with db.sessionmaker() as session, session.begin():
+            repo = AccountRepository(session)
+            user = await repo.user_by_email(email)
+            now = clock.now()
+            created = user is None
+            if user is None:
+                user = User(
+                    id=uuid.uuid4(), email=email, password_hash=await passwords.hash(password),
+                    birthdate=date(1970, 1, 1), terms_version=settings.terms_version, email_verified_at=now,
+                )
+                await repo.add_user(user, display_name=email.split("@", 1)[0][:50])
+            user.role = role
+            user.email_verified_at = user.email_verified_at or now
+            audit.record(session, "admin.staff_created" if created else "admin.role_changed",
+                         target_type="user", target_id=user.id, reason=f"cli:{role}")
+            ids = await repo.revoke_user_sessions(user.id, now, "role_changed") if not created else []
+        if ids:
+            from kindred.kit.cache import create_cache
+
+            cache = create_cache(settings.redis_url, key_prefix=settings.cache_key_prefix)
+            try:
+                await cache.delete(*(SESSION_CACHE_PREFIX + str(sid) for sid in ids))
+            finally:
+                await cache.close()
+        return created
+    finally:
+        await db.dispose()

@@ -1,0 +1,15 @@
+"""`/api/v1/me`: the caller's own account (later issues add profile, photos, quotas, entitlements)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from kindred.auth.dependencies import AuthServiceDep, CurrentUser
+from kindred.users.schemas import MeRead
+
+router = APIRouter(tags=["me"])
+
+
+@router.get("/me", response_model=MeRead)
+async def get_me(principal: CurrentUser, service: AuthServiceDep) -> MeRead:
+    return MeRead(user=await service.me(principal))
