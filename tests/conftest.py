@@ -27,6 +27,8 @@ _LOG_BUFFER = io.StringIO()
 
 def pytest_configure(config: pytest.Config) -> None:
     configure_logging("info", "json", stream=_LOG_BUFFER)
+    # The SMTP capture server (test infrastructure, not Kindred) logs every envelope it receives.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 @pytest.fixture(autouse=True)

@@ -55,8 +55,9 @@ def create_app(settings: Settings | None = None, *, email_backend: EmailBackend 
         if settings.storage_backend == "local" and settings.storage_path is not None:
             settings.storage_path.mkdir(parents=True, exist_ok=True)
         state.started = True
-        log.info("app.started", environment=settings.environment.value, database=state.db.dialect,
-                 cache=state.cache.mode)
+        log.info(
+            "app.started", environment=settings.environment.value, database=state.db.dialect, cache=state.cache.mode
+        )
         try:
             yield
         finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -31,8 +30,9 @@ def _settings() -> Settings:
 def _configure_logging(settings: Settings) -> None:
     from kindred.observability.logging import configure_logging
 
-    configure_logging(settings.log_level, settings.effective_log_format.value,
-                      str(settings.log_file) if settings.log_file else None)
+    configure_logging(
+        settings.log_level, settings.effective_log_format.value, str(settings.log_file) if settings.log_file else None
+    )
 
 
 @app.command()
@@ -127,5 +127,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
-
+    main()

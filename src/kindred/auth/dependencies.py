@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from kindred.auth.service import (
+    SESSION_CACHE_PREFIX,
     AuthService,
     Principal,
     RequestMeta,
     SessionState,
     check_session_state,
     load_session_state,
-    SESSION_CACHE_PREFIX,
 )
 from kindred.kit.deps import OutboxDep, SessionDep, request_id
 from kindred.kit.errors import Forbidden, NotAuthenticated
@@ -58,7 +57,10 @@ async def current_principal(
     if ctx is not None:
         ctx["user_id"] = str(claims.user_id)
     return Principal(
-        user_id=claims.user_id, session_id=claims.session_id, role=session_state.role, tier=session_state.tier,
+        user_id=claims.user_id,
+        session_id=claims.session_id,
+        role=session_state.role,
+        tier=session_state.tier,
         via_cookie=via_cookie,
     )
 
@@ -66,7 +68,7 @@ async def current_principal(
 CurrentUser = Annotated[Principal, Depends(current_principal)]
 
 
-def require_role(*roles: str):  # noqa: ANN201 - returns a dependency
+def require_role(*roles: str):
     async def dependency(principal: CurrentUser) -> Principal:
         if principal.role not in roles:
             raise Forbidden()
@@ -86,8 +88,13 @@ def request_meta(request: Request) -> RequestMeta:
 def get_auth_service(request: Request, session: SessionDep, outbox: OutboxDep) -> AuthService:
     state = request.app.state
     return AuthService(
-        session, settings=state.settings, signer=state.signer, passwords=state.passwords, cache=state.cache,
-        outbox=outbox, meta=request_meta(request),
+        session,
+        settings=state.settings,
+        signer=state.signer,
+        passwords=state.passwords,
+        cache=state.cache,
+        outbox=outbox,
+        meta=request_meta(request),
     )
 
 

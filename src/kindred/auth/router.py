@@ -34,9 +34,12 @@ def _set_cookies(request: Request, response: Response, signin: SignIn) -> None:
     settings = request.app.state.settings
     access_name, refresh_name = cookie_names(request)
     common = {"httponly": True, "secure": settings.cookie_secure, "samesite": "lax", "path": "/"}
-    response.set_cookie(access_name, signin.access_token, max_age=signin.expires_in, **common)  # type: ignore[arg-type]
+    response.set_cookie(access_name, signin.access_token, max_age=signin.expires_in, **common)
     response.set_cookie(
-        refresh_name, signin.refresh_token, max_age=int(settings.refresh_token_ttl.total_seconds()), **common  # type: ignore[arg-type]
+        refresh_name,
+        signin.refresh_token,
+        max_age=int(settings.refresh_token_ttl.total_seconds()),
+        **common,
     )
 
 
@@ -49,7 +52,10 @@ def _clear_cookies(request: Request, response: Response) -> None:
 @router.post("/register", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
 async def register(body: RegisterIn, service: AuthServiceDep) -> Accepted:
     await service.register(
-        email=body.email, password=body.password, birthdate=body.birthdate, display_name=body.display_name,
+        email=body.email,
+        password=body.password,
+        birthdate=body.birthdate,
+        display_name=body.display_name,
         accepted_terms_version=body.accepted_terms_version,
     )
     return Accepted(status="verification_sent")
@@ -69,9 +75,14 @@ async def resend_verification(body: EmailIn, service: AuthServiceDep) -> Accepte
 @router.post(
     "/login",
     response_model=TokenPair | UserEnvelope,
-    responses={401: {"description": "invalid_credentials"}, 403: {"description": "email_not_verified, account_suspended"}},
+    responses={
+        401: {"description": "invalid_credentials"},
+        403: {"description": "email_not_verified, account_suspended"},
+    },
 )
-async def login(body: LoginIn, request: Request, response: Response, service: AuthServiceDep) -> TokenPair | UserEnvelope:
+async def login(
+    body: LoginIn, request: Request, response: Response, service: AuthServiceDep
+) -> TokenPair | UserEnvelope:
     signin = await service.login(email=body.email, password=body.password)
     if body.session == "cookie":
         _set_cookies(request, response, signin)

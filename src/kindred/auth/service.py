@@ -93,7 +93,9 @@ class SignIn:
 
     def pair(self) -> TokenPair:
         return TokenPair(
-            user=self.user, access_token=self.access_token, refresh_token=self.refresh_token,
+            user=self.user,
+            access_token=self.access_token,
+            refresh_token=self.refresh_token,
             expires_in=self.expires_in,
         )
 
@@ -120,11 +122,17 @@ class AuthService:
         self.meta = meta
 
     # ------------------------------------------------------------------ helpers
-    def _audit(self, action: str, *, actor_id: uuid.UUID | None, target_id: uuid.UUID | None = None,
-               reason: str | None = None) -> None:
+    def _audit(
+        self, action: str, *, actor_id: uuid.UUID | None, target_id: uuid.UUID | None = None, reason: str | None = None
+    ) -> None:
         audit.record(
-            self.session, action, actor_id=actor_id, target_type="user" if target_id or actor_id else None,
-            target_id=target_id or actor_id, reason=reason, request_id=self.meta.request_id,
+            self.session,
+            action,
+            actor_id=actor_id,
+            target_type="user" if target_id or actor_id else None,
+            target_id=target_id or actor_id,
+            reason=reason,
+            request_id=self.meta.request_id,
         )
 
     def _mail(self, to: str, template: str, **context: object) -> None:
@@ -136,18 +144,29 @@ class AuthService:
 
     async def _user_read(self, user: User) -> UserRead:
         return UserRead(
-            id=user.id, email=user.email, display_name=await self.repo.display_name(user.id), role=user.role,
-            tier=user.tier, email_verified=user.email_verified_at is not None, created_at=user.created_at,
+            id=user.id,
+            email=user.email,
+            display_name=await self.repo.display_name(user.id),
+            role=user.role,
+            tier=user.tier,
+            email_verified=user.email_verified_at is not None,
+            created_at=user.created_at,
         )
 
-    async def _issue_email_token(self, user: User, purpose: TokenPurpose, ttl: timedelta,
-                                 new_email: str | None = None) -> str:
+    async def _issue_email_token(
+        self, user: User, purpose: TokenPurpose, ttl: timedelta, new_email: str | None = None
+    ) -> str:
         now = clock.now()
         await self.repo.expire_email_tokens(user.id, purpose.value, now)
         token = new_token()
         await self.repo.add_email_token(
-            EmailToken(user_id=user.id, purpose=purpose.value, token_hash=hash_token(token),
-                       new_email=new_email, expires_at=now + ttl)
+            EmailToken(
+                user_id=user.id,
+                purpose=purpose.value,
+                token_hash=hash_token(token),
+                new_email=new_email,
+                expires_at=now + ttl,
+            )
         )
         return token
 
@@ -163,17 +182,23 @@ class AuthService:
     async def _start_session(self, user: User) -> SignIn:
         now = clock.now()
         auth_session = AuthSession(
-            id=uuid.uuid4(), user_id=user.id, last_used_at=now, expires_at=now + self.settings.refresh_token_ttl,
+            id=uuid.uuid4(),
+            user_id=user.id,
+            last_used_at=now,
+            expires_at=now + self.settings.refresh_token_ttl,
             user_agent=(self.meta.user_agent or "")[:255] or None,
         )
         refresh = new_token()
         await self.repo.add_session(
             auth_session,
-            RefreshToken(session_id=auth_session.id, token_hash=hash_token(refresh), expires_at=auth_session.expires_at),
+            RefreshToken(
+                session_id=auth_session.id, token_hash=hash_token(refresh), expires_at=auth_session.expires_at
+            ),
         )
         access, expires_in = self.signer.issue(user.id, auth_session.id, now)
-        return SignIn(user=await self._user_read(user), access_token=access, refresh_token=refresh,
-                      expires_in=expires_in)
+        return SignIn(
+            user=await self._user_read(user), access_token=access, refresh_token=refresh, expires_in=expires_in
+        )
 
     async def _forget_sessions(self, session_ids: list[uuid.UUID]) -> None:
         if session_ids:
@@ -184,8 +209,9 @@ class AuthService:
         await self._forget_sessions(ids)
 
     # ------------------------------------------------------------------ registration
-    async def register(self, *, email: str, password: str, birthdate: date, display_name: str,
-                       accepted_terms_version: str) -> None:
+    async def register(
+        self, *, email: str, password: str, birthdate: date, display_name: str, accepted_terms_version: str
+    ) -> None:
         """Same answer and (nearly) same cost whether the address is new, taken or banned."""
         if accepted_terms_version != self.settings.terms_version:
             raise exc.TermsVersionInvalid()
@@ -207,7 +233,10 @@ class AuthService:
             await self._notify_existing(existing)
             return
         user = User(
-            id=uuid.uuid4(), email=email, password_hash=password_hash, birthdate=birthdate,
+            id=uuid.uuid4(),
+            email=email,
+            password_hash=password_hash,
+            birthdate=birthdate,
             terms_version=accepted_terms_version,
         )
         try:
@@ -230,8 +259,12 @@ class AuthService:
             token = await self._issue_email_token(user, TokenPurpose.verify_email, VERIFY_TTL)
             self._mail(user.email, "verify_email", link=self._link("verify-email", token))
         else:
-            self._mail(user.email, "signup_attempt", reset_link=f"{self.settings.frontend_url}/forgot-password",
-                       login_link=f"{self.settings.frontend_url}/login")
+            self._mail(
+                user.email,
+                "signup_attempt",
+                reset_link=f"{self.settings.frontend_url}/forgot-password",
+                login_link=f"{self.settings.frontend_url}/login",
+            )
         self._audit("user.register_existing", actor_id=None, target_id=user.id)
 
     async def verify_email(self, token: str) -> SignIn:
@@ -256,16 +289,20 @@ class AuthService:
 
     # ------------------------------------------------------------------ sign-in
     def _check_can_sign_in(self, user: User) -> None:
-        if user.status == AccountStatus.suspended:
-            if user.suspended_until is None or user.suspended_until > clock.now():
-                raise exc.AccountSuspended(user.suspended_until)
+        suspended = user.status == AccountStatus.suspended
+        if suspended and (user.suspended_until is None or user.suspended_until > clock.now()):
+            raise exc.AccountSuspended(user.suspended_until)
 
     async def login(self, *, email: str, password: str) -> SignIn:
         user = await self.repo.user_by_email(email)
         ok = await self.passwords.verify(user.password_hash if user else None, password)
         if user is None or not ok or user.status in {AccountStatus.banned, AccountStatus.deleted}:
-            self._audit("auth.signin_failed", actor_id=None, target_id=user.id if user else None,
-                        reason="unknown_account" if user is None else "bad_credentials")
+            self._audit(
+                "auth.signin_failed",
+                actor_id=None,
+                target_id=user.id if user else None,
+                reason="unknown_account" if user is None else "bad_credentials",
+            )
             raise exc.InvalidCredentials()
         if user.email_verified_at is None:
             raise exc.EmailNotVerified()
@@ -304,12 +341,15 @@ class AuthService:
         self._check_can_sign_in(user)
         new_refresh = new_token()
         await self.repo.add_refresh_token(
-            RefreshToken(session_id=auth_session.id, token_hash=hash_token(new_refresh), expires_at=auth_session.expires_at)
+            RefreshToken(
+                session_id=auth_session.id, token_hash=hash_token(new_refresh), expires_at=auth_session.expires_at
+            )
         )
         await self.repo.touch_session(auth_session.id, now)
         access, expires_in = self.signer.issue(user.id, auth_session.id, now)
-        return SignIn(user=await self._user_read(user), access_token=access, refresh_token=new_refresh,
-                      expires_in=expires_in)
+        return SignIn(
+            user=await self._user_read(user), access_token=access, refresh_token=new_refresh, expires_in=expires_in
+        )
 
     # ------------------------------------------------------------------ sessions
     async def logout(self, principal: Principal) -> None:
@@ -331,11 +371,18 @@ class AuthService:
                 raise MalformedRequest("The cursor is invalid.") from None
         rows = await self.repo.active_sessions(principal.user_id, clock.now(), limit=limit + 1, after=after)
         items = [
-            SessionRead(id=r.id, created_at=r.created_at, last_used_at=r.last_used_at, user_agent=r.user_agent,
-                        current=r.id == principal.session_id)
+            SessionRead(
+                id=r.id,
+                created_at=r.created_at,
+                last_used_at=r.last_used_at,
+                user_agent=r.user_agent,
+                current=r.id == principal.session_id,
+            )
             for r in rows[:limit]
         ]
-        next_cursor = encode_cursor(rows[limit - 1].created_at.isoformat(), rows[limit - 1].id) if len(rows) > limit else None
+        next_cursor = (
+            encode_cursor(rows[limit - 1].created_at.isoformat(), rows[limit - 1].id) if len(rows) > limit else None
+        )
         return Page[SessionRead](items=items, next_cursor=next_cursor)
 
     async def revoke_own_session(self, principal: Principal, session_id: uuid.UUID) -> None:
@@ -353,8 +400,12 @@ class AuthService:
             return
         token = await self._issue_email_token(user, TokenPurpose.reset_password, RESET_TTL)
         self._audit("password.reset_requested", actor_id=None, target_id=user.id)
-        self._mail(user.email, "reset_password", link=self._link("reset-password", token),
-                   minutes=int(RESET_TTL.total_seconds() // 60))
+        self._mail(
+            user.email,
+            "reset_password",
+            link=self._link("reset-password", token),
+            minutes=int(RESET_TTL.total_seconds() // 60),
+        )
 
     async def reset_password(self, token: str, new_password: str) -> None:
         row = await self.repo.email_token(hash_token(token), TokenPurpose.reset_password.value)
@@ -442,17 +493,27 @@ class SessionState:
     expires_at: datetime
 
     def dumps(self) -> str:
-        return json.dumps({
-            "u": str(self.user_id), "r": self.role, "t": self.tier, "s": self.status, "rv": self.revoked,
-            "su": self.suspended_until.isoformat() if self.suspended_until else None,
-            "e": self.expires_at.isoformat(),
-        })
+        return json.dumps(
+            {
+                "u": str(self.user_id),
+                "r": self.role,
+                "t": self.tier,
+                "s": self.status,
+                "rv": self.revoked,
+                "su": self.suspended_until.isoformat() if self.suspended_until else None,
+                "e": self.expires_at.isoformat(),
+            }
+        )
 
     @classmethod
     def loads(cls, raw: str) -> SessionState:
         d = json.loads(raw)
         return cls(
-            user_id=uuid.UUID(d["u"]), role=d["r"], tier=d["t"], status=d["s"], revoked=d["rv"],
+            user_id=uuid.UUID(d["u"]),
+            role=d["r"],
+            tier=d["t"],
+            status=d["s"],
+            revoked=d["rv"],
             suspended_until=datetime.fromisoformat(d["su"]) if d["su"] else None,
             expires_at=datetime.fromisoformat(d["e"]),
         )
@@ -464,8 +525,13 @@ async def load_session_state(session: AsyncSession, session_id: uuid.UUID) -> Se
         return None
     auth_session, user = found
     return SessionState(
-        user_id=user.id, role=user.role, tier=user.tier, status=user.status, suspended_until=user.suspended_until,
-        revoked=auth_session.revoked_at is not None, expires_at=auth_session.expires_at,
+        user_id=user.id,
+        role=user.role,
+        tier=user.tier,
+        status=user.status,
+        suspended_until=user.suspended_until,
+        revoked=auth_session.revoked_at is not None,
+        expires_at=auth_session.expires_at,
     )
 
 
@@ -475,5 +541,7 @@ def check_session_state(state: SessionState | None, user_id: uuid.UUID) -> None:
         raise SessionRevoked()
     if state.status in {AccountStatus.banned, AccountStatus.deleted}:
         raise SessionRevoked()
-    if state.status == AccountStatus.suspended and (state.suspended_until is None or state.suspended_until > clock.now()):
+    if state.status == AccountStatus.suspended and (
+        state.suspended_until is None or state.suspended_until > clock.now()
+    ):
         raise exc.AccountSuspended(state.suspended_until)

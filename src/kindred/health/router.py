@@ -26,7 +26,11 @@ def _uptime(request: Request) -> float:
 
 @router.get("/health")
 async def health(request: Request) -> dict[str, Any]:
-    return {"status": "ok", "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"), "uptime": _uptime(request)}
+    return {
+        "status": "ok",
+        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "uptime": _uptime(request),
+    }
 
 
 @router.get("/live")
@@ -68,8 +72,10 @@ def _internal_allowed(request: Request) -> bool:
 
 def _forbidden(request: Request) -> JSONResponse:
     return JSONResponse(
-        {"error": {"code": "forbidden", "message": "Not allowed.", "details": {}},
-         "request_id": request.scope.get("kindred", {}).get("request_id")},
+        {
+            "error": {"code": "forbidden", "message": "Not allowed.", "details": {}},
+            "request_id": request.scope.get("kindred", {}).get("request_id"),
+        },
         status_code=403,
     )
 
@@ -80,12 +86,21 @@ async def _check_database(request: Request) -> dict[str, Any]:
     try:
         await db.ping()
     except Exception as exc:
-        return {"status": "error", "error": type(exc).__name__,
-                "response_time_ms": round((time.perf_counter() - started) * 1000, 2), "pool": db.pool_stats()}
+        return {
+            "status": "error",
+            "error": type(exc).__name__,
+            "response_time_ms": round((time.perf_counter() - started) * 1000, 2),
+            "pool": db.pool_stats(),
+        }
     pool = db.pool_stats()
     status = "warning" if pool["utilisation"] >= POOL_WARNING_RATIO else "ok"
-    return {"status": status, "dialect": db.dialect, "breaker": db.breaker.state,
-            "response_time_ms": round((time.perf_counter() - started) * 1000, 2), "pool": pool}
+    return {
+        "status": status,
+        "dialect": db.dialect,
+        "breaker": db.breaker.state,
+        "response_time_ms": round((time.perf_counter() - started) * 1000, 2),
+        "pool": pool,
+    }
 
 
 async def _check_cache(request: Request) -> dict[str, Any]:
@@ -100,9 +115,14 @@ async def _check_cache(request: Request) -> dict[str, Any]:
     stats = cache.stats()
     mode = cache.mode
     status = "ok" if (ok and (mode == "redis" or not configured)) else "degraded"
-    return {"status": status, "mode": mode, "configured": "redis" if configured else "memory",
-            "response_time_ms": round((time.perf_counter() - started) * 1000, 2),
-            "hits": stats.get("hits", 0), "misses": stats.get("misses", 0)}
+    return {
+        "status": status,
+        "mode": mode,
+        "configured": "redis" if configured else "memory",
+        "response_time_ms": round((time.perf_counter() - started) * 1000, 2),
+        "hits": stats.get("hits", 0),
+        "misses": stats.get("misses", 0),
+    }
 
 
 def _check_storage(request: Request) -> dict[str, Any]:
@@ -110,11 +130,16 @@ def _check_storage(request: Request) -> dict[str, Any]:
     started = time.perf_counter()
     path = settings.storage_path
     ok = path is not None and path.is_dir() and os.access(path, os.W_OK)
-    return {"status": "ok" if ok else "error", "backend": settings.storage_backend,
-            "response_time_ms": round((time.perf_counter() - started) * 1000, 2)}
+    return {
+        "status": "ok" if ok else "error",
+        "backend": settings.storage_backend,
+        "response_time_ms": round((time.perf_counter() - started) * 1000, 2),
+    }
 
 
-@router.get("/health/detailed", responses={503: {"description": "a required check failed"}, 403: {"description": "forbidden"}})
+@router.get(
+    "/health/detailed", responses={503: {"description": "a required check failed"}, 403: {"description": "forbidden"}}
+)
 async def health_detailed(request: Request) -> JSONResponse:
     if not _internal_allowed(request):
         return _forbidden(request)

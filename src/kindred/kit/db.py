@@ -56,6 +56,13 @@ def build_engine(settings: Settings) -> AsyncEngine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
+            # The sqlite3 driver starts transactions lazily and lets RELEASE SAVEPOINT commit everything;
+            # take transaction control back so savepoints nest inside a real BEGIN (SQLAlchemy docs).
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN")
 
         return engine
     return create_async_engine(

@@ -15,8 +15,14 @@ from kindred.observability.logging import get_logger
 log = get_logger(__name__)
 
 _HTTP_CODES = {
-    400: "malformed_request", 401: "not_authenticated", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 406: "not_acceptable", 413: "payload_too_large", 415: "unsupported_media_type",
+    400: "malformed_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
     429: "rate_limited",
 }
 
@@ -29,7 +35,11 @@ def error_body(request: Request, code: str, message: str, details: dict[str, Any
 
 
 def error_response(
-    request: Request, status: int, code: str, message: str, details: dict[str, Any] | None = None,
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     return JSONResponse(error_body(request, code, message, details), status_code=status, headers=headers)
@@ -61,13 +71,7 @@ async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     return error_response(request, exc.status_code, code, message, headers=getattr(exc, "headers", None))
 
 
-async def unhandled_handler(request: Request, exc: Exception) -> JSONResponse:
-    log.error("http.unhandled_error", error=type(exc).__name__, exc_info=exc)
-    return error_response(request, 500, "internal_error", "Something went wrong on our side.")
-
-
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, app_error_handler)
     app.add_exception_handler(RequestValidationError, validation_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
-    app.add_exception_handler(Exception, unhandled_handler)

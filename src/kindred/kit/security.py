@@ -84,9 +84,7 @@ def generate_key_pair() -> tuple[bytes, bytes]:
     private = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     return private, public
 
 
@@ -139,32 +137,46 @@ class TokenSigner:
     """Issues and verifies RS256 access tokens; publishes the public key as a JWK with a `kid`."""
 
     def __init__(self, private_pem: bytes, public_pem: bytes, *, issuer: str, audience: str, ttl: timedelta):
-        self._private = serialization.load_pem_private_key(private_pem, password=None)
-        self._public = serialization.load_pem_public_key(public_pem)
-        if not isinstance(self._public, rsa.RSAPublicKey):
-            raise ConfigError(["JWT public key must be an RSA key"])
+        private = serialization.load_pem_private_key(private_pem, password=None)
+        public = serialization.load_pem_public_key(public_pem)
+        if not isinstance(private, rsa.RSAPrivateKey) or not isinstance(public, rsa.RSAPublicKey):
+            raise ConfigError(["JWT keys must be an RSA key pair"])
+        if private.public_key().public_numbers() != public.public_numbers():
+            raise ConfigError(["JWT_PUBLIC_KEY does not belong to JWT_PRIVATE_KEY"])
+        self._private: rsa.RSAPrivateKey = private
+        self._public: rsa.RSAPublicKey = public
         numbers = self._public.public_numbers()
         self._jwk_public = {"kty": "RSA", "n": _b64url_uint(numbers.n), "e": _b64url_uint(numbers.e)}
         # RFC 7638 thumbprint: a stable key id derived from the key itself.
-        canonical = json.dumps({"e": self._jwk_public["e"], "kty": "RSA", "n": self._jwk_public["n"]},
-                               separators=(",", ":"), sort_keys=True)
+        canonical = json.dumps(
+            {"e": self._jwk_public["e"], "kty": "RSA", "n": self._jwk_public["n"]},
+            separators=(",", ":"),
+            sort_keys=True,
+        )
         self.kid = base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
         self.issuer, self.audience, self.ttl = issuer, audience, ttl
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TokenSigner:
         private, public = load_key_pair(settings)
-        return cls(private, public, issuer=settings.jwt_issuer, audience=settings.jwt_audience,
-                   ttl=settings.access_token_ttl)
+        return cls(
+            private, public, issuer=settings.jwt_issuer, audience=settings.jwt_audience, ttl=settings.access_token_ttl
+        )
 
     def issue(self, user_id: uuid.UUID, session_id: uuid.UUID, now: datetime | None = None) -> tuple[str, int]:
         now = now or datetime.now(UTC)
         expires = now + self.ttl
         claims = {
-            "sub": str(user_id), "sid": str(session_id), "jti": uuid.uuid4().hex, "typ": "access",
-            "iss": self.issuer, "aud": self.audience, "iat": int(now.timestamp()), "exp": int(expires.timestamp()),
+            "sub": str(user_id),
+            "sid": str(session_id),
+            "jti": uuid.uuid4().hex,
+            "typ": "access",
+            "iss": self.issuer,
+            "aud": self.audience,
+            "iat": int(now.timestamp()),
+            "exp": int(expires.timestamp()),
         }
-        token = jwt.encode(claims, self._private, algorithm="RS256", headers={"kid": self.kid})  # type: ignore[arg-type]
+        token = jwt.encode(claims, self._private, algorithm="RS256", headers={"kid": self.kid})
         return token, int(self.ttl.total_seconds())
 
     def verify(self, token: str) -> AccessClaims:
@@ -174,8 +186,13 @@ class TokenSigner:
             if header.get("kid") not in (None, self.kid):
                 raise NotAuthenticated("Unknown signing key.")
             claims: dict[str, Any] = jwt.decode(
-                token, self._public, algorithms=["RS256"], issuer=self.issuer, audience=self.audience,  # type: ignore[arg-type]
-                options={"require": ["exp", "iat", "sub", "sid", "jti", "iss", "aud", "typ"]}, leeway=5,
+                token,
+                self._public,
+                algorithms=["RS256"],
+                issuer=self.issuer,
+                audience=self.audience,
+                options={"require": ["exp", "iat", "sub", "sid", "jti", "iss", "aud", "typ"]},
+                leeway=5,
             )
         except jwt.ExpiredSignatureError:
             raise TokenExpired() from None
@@ -185,7 +202,9 @@ class TokenSigner:
             raise NotAuthenticated("The access token is invalid.")
         try:
             return AccessClaims(
-                user_id=uuid.UUID(claims["sub"]), session_id=uuid.UUID(claims["sid"]), jti=str(claims["jti"]),
+                user_id=uuid.UUID(claims["sub"]),
+                session_id=uuid.UUID(claims["sid"]),
+                jti=str(claims["jti"]),
                 expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
             )
         except (ValueError, TypeError):

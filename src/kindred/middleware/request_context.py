@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -22,6 +23,19 @@ class RequestContextMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._templates: dict[int, str] = {}
+
+    def _route_template(self, scope: Scope) -> str:
+        """The full path template (`/api/v1/users/{id}`) of the matched route, never the raw path."""
+        route = scope.get("route")
+        if route is None:
+            return "<unmatched>"
+        key = id(route)
+        template = self._templates.get(key)
+        if template is None:
+            template = _full_template(scope, getattr(route, "path", "")) or getattr(route, "path", "<unknown>")
+            self._templates[key] = template
+        return template
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -37,21 +51,46 @@ class RequestContextMiddleware:
         scope["kindred"] = ctx
         header = (b"x-request-id", request_id.encode())
         status = 500
+        response_started = False
         started = time.perf_counter()
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status = message["status"]
+                response_started = True
                 message["headers"] = [*message.get("headers", []), header]
             await send(message)
 
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
             await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            # Last line of defence: the contract's shape, a request id, never a stack trace.
+            log.error("http.unhandled_error", error=type(exc).__name__, exc_info=exc)
+            if scope["type"] != "http" or response_started:
+                raise
+            status = 500
+            body = json.dumps(
+                {
+                    "error": {"code": "internal_error", "message": "Something went wrong on our side.", "details": {}},
+                    "request_id": request_id,
+                }
+            ).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        header,
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "<unmatched>"
+            template = self._route_template(scope)
             if scope["type"] == "http" and not (scope["path"] in _QUIET_PATHS and status < 400):
                 log.info(
                     "http.request",
@@ -62,3 +101,14 @@ class RequestContextMiddleware:
                     user_id=ctx.get("user_id"),
                 )
             structlog.contextvars.unbind_contextvars("request_id")
+
+
+def _full_template(scope: Scope, route_path: str) -> str | None:
+    """Included routers nest, so a route knows only its own suffix; find the OpenAPI path it belongs to."""
+    app = scope.get("app")
+    if app is None or not hasattr(app, "openapi"):
+        return None
+    for template in app.openapi().get("paths", {}):
+        if template.endswith(route_path) and re.fullmatch(re.sub(r"\{[^}]+\}", "[^/]+", template), scope["path"]):
+            return template
+    return None

@@ -6,6 +6,17 @@ from kindred.models.base import Base, utcnow
 from kindred.models.users import AccountStatus, BannedEmail, Profile, Role, Tier, User
 
 __all__ = [
-    "AccountStatus", "AuditEntry", "AuthSession", "BannedEmail", "Base", "EmailToken", "Profile",
-    "RefreshToken", "Role", "Tier", "TokenPurpose", "User", "utcnow",
+    "AccountStatus",
+    "AuditEntry",
+    "AuthSession",
+    "BannedEmail",
+    "Base",
+    "EmailToken",
+    "Profile",
+    "RefreshToken",
+    "Role",
+    "Tier",
+    "TokenPurpose",
+    "User",
+    "utcnow",
 ]

@@ -25,13 +25,20 @@ def record(
     meta: dict[str, Any] | None = None,
 ) -> AuditEntry:
     entry = AuditEntry(
-        actor_id=actor_id, action=action, target_type=target_type,
+        actor_id=actor_id,
+        action=action,
+        target_type=target_type,
         target_id=str(target_id) if target_id is not None else None,
-        reason=reason, request_id=request_id, meta=meta,
+        reason=reason,
+        request_id=request_id,
+        meta=meta,
     )
     session.add(entry)
     log.info(
-        "audit." + action, actor_id=str(actor_id) if actor_id else None, target_type=target_type,
-        target_id=entry.target_id, request_id=request_id,
+        "audit." + action,
+        actor_id=str(actor_id) if actor_id else None,
+        target_type=target_type,
+        target_id=entry.target_id,
+        request_id=request_id,
     )
     return entry

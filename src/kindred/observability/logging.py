@@ -13,9 +13,25 @@ import structlog
 # them in the first place (a test greps the whole suite's log output for canaries).
 _REDACTED_KEYS = frozenset(
     {
-        "password", "new_password", "current_password", "token", "access_token", "refresh_token",
-        "authorization", "cookie", "set-cookie", "email", "new_email", "birthdate", "lat", "lng",
-        "latitude", "longitude", "body", "secret", "api_key",
+        "password",
+        "new_password",
+        "current_password",
+        "token",
+        "access_token",
+        "refresh_token",
+        "authorization",
+        "cookie",
+        "set-cookie",
+        "email",
+        "new_email",
+        "birthdate",
+        "lat",
+        "lng",
+        "latitude",
+        "longitude",
+        "body",
+        "secret",
+        "api_key",
     }
 )
 
@@ -36,11 +52,9 @@ _SHARED: list[Any] = [
 
 
 def formatter(fmt: str) -> logging.Formatter:
-    renderer: Any
-    if fmt == "json":
-        renderer = structlog.processors.JSONRenderer()
-    else:
-        renderer = structlog.dev.ConsoleRenderer(colors=False)
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+    )
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=_SHARED,
         processors=[

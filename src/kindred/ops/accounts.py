@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import date
 
+from kindred.auth.exceptions import WeakPassword
 from kindred.auth.repository import AccountRepository
 from kindred.auth.service import SESSION_CACHE_PREFIX, check_password_strength
-from kindred.auth.exceptions import WeakPassword
 from kindred.kit import clock
 from kindred.kit.db import Database
 from kindred.kit.security import Passwords
@@ -35,14 +35,23 @@ async def create_staff(settings: Settings, *, email: str, password: str, role: s
             created = user is None
             if user is None:
                 user = User(
-                    id=uuid.uuid4(), email=email, password_hash=await passwords.hash(password),
-                    birthdate=date(1970, 1, 1), terms_version=settings.terms_version, email_verified_at=now,
+                    id=uuid.uuid4(),
+                    email=email,
+                    password_hash=await passwords.hash(password),
+                    birthdate=date(1970, 1, 1),
+                    terms_version=settings.terms_version,
+                    email_verified_at=now,
                 )
                 await repo.add_user(user, display_name=email.split("@", 1)[0][:50])
             user.role = role
             user.email_verified_at = user.email_verified_at or now
-            audit.record(session, "admin.staff_created" if created else "admin.role_changed",
-                         target_type="user", target_id=user.id, reason=f"cli:{role}")
+            audit.record(
+                session,
+                "admin.staff_created" if created else "admin.role_changed",
+                target_type="user",
+                target_id=user.id,
+                reason=f"cli:{role}",
+            )
             ids = await repo.revoke_user_sessions(user.id, now, "role_changed") if not created else []
         if ids:
             from kindred.kit.cache import create_cache
