@@ -140,5 +140,3 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
         for tool in marker.args:
             require_binary(tool)
-
-

@@ -13,8 +13,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_every_setting_is_in_the_configuration_reference() -> None:
     text = (ROOT / "docs" / "configuration.md").read_text()
     documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", text))
-    documented |= {"STRIPE_" + suffix for suffix in ("API_KEY", "WEBHOOK_SECRET", "API_BASE",
-                                                      "PRICE_PREMIUM_MONTHLY", "PRICE_PREMIUM_YEARLY")}
+    documented |= {
+        "STRIPE_" + suffix
+        for suffix in ("API_KEY", "WEBHOOK_SECRET", "API_BASE", "PRICE_PREMIUM_MONTHLY", "PRICE_PREMIUM_YEARLY")
+    }
     missing = []
     for name, field in Settings.model_fields.items():
         env = str(field.validation_alias or name).upper()

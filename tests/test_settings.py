@@ -10,8 +10,19 @@ from kindred.kit.security import write_key_pair
 from kindred.settings import ConfigError, Settings, load_settings
 
 PROD_VARS = (
-    "DATABASE_URL", "JWT_PRIVATE_KEY", "JWT_PRIVATE_KEY_FILE", "JWT_PUBLIC_KEY", "JWT_PUBLIC_KEY_FILE", "SECRET_KEY",
-    "MEDIA_URL_SECRET", "FRONTEND_URL", "EMAIL_BACKEND", "SMTP_URL", "CORS_ORIGIN", "REDIS_URL", "API_KEY",
+    "DATABASE_URL",
+    "JWT_PRIVATE_KEY",
+    "JWT_PRIVATE_KEY_FILE",
+    "JWT_PUBLIC_KEY",
+    "JWT_PUBLIC_KEY_FILE",
+    "SECRET_KEY",
+    "MEDIA_URL_SECRET",
+    "FRONTEND_URL",
+    "EMAIL_BACKEND",
+    "SMTP_URL",
+    "CORS_ORIGIN",
+    "REDIS_URL",
+    "API_KEY",
 )
 
 
@@ -69,15 +80,20 @@ def test_production_with_nothing_configured_lists_every_problem(clean_env: pytes
     with pytest.raises(ConfigError) as raised:
         load_settings()
     message = str(raised.value)
-    for name in ("DATABASE_URL", "JWT_PRIVATE_KEY", "JWT_PUBLIC_KEY", "SECRET_KEY", "MEDIA_URL_SECRET",
-                 "FRONTEND_URL", "EMAIL_BACKEND"):
+    for name in (
+        "DATABASE_URL",
+        "JWT_PRIVATE_KEY",
+        "JWT_PUBLIC_KEY",
+        "SECRET_KEY",
+        "MEDIA_URL_SECRET",
+        "FRONTEND_URL",
+        "EMAIL_BACKEND",
+    ):
         assert name in message
     assert len(raised.value.problems) >= 7
 
 
-def test_a_complete_production_configuration_is_accepted(
-    clean_env: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_a_complete_production_configuration_is_accepted(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     _good_production(tmp_path, clean_env)
     settings = load_settings()
     assert settings.is_production

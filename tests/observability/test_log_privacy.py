@@ -38,7 +38,9 @@ async def test_access_log_has_request_id_route_template_status_and_duration(
 ) -> None:
     account = await verified_account(client, mail)
     response = await client.get("/api/v1/me", headers=account.headers)
-    access = [line for line in _lines(json_log) if line.get("event") == "http.request" and line["route"] == "/api/v1/me"]
+    access = [
+        line for line in _lines(json_log) if line.get("event") == "http.request" and line["route"] == "/api/v1/me"
+    ]
     assert access, _lines(json_log)
     line = access[-1]
     assert line["request_id"] == response.headers["x-request-id"]

@@ -63,8 +63,13 @@ async def verified_account(client: httpx.AsyncClient, mail: MemoryEmailBackend, 
     response = await client.post("/api/v1/auth/verify-email", json={"token": token})
     assert response.status_code == 200, response.text
     pair = response.json()
-    return Account(id=pair["user"]["id"], email=body["email"], password=body["password"],
-                   access_token=pair["access_token"], refresh_token=pair["refresh_token"])
+    return Account(
+        id=pair["user"]["id"],
+        email=body["email"],
+        password=body["password"],
+        access_token=pair["access_token"],
+        refresh_token=pair["refresh_token"],
+    )
 
 
 async def login(client: httpx.AsyncClient, account: Account, **extra: Any) -> httpx.Response:
