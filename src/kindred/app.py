@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None, *, email_backend: EmailBackend 
         state.cache = create_cache(
             settings.redis_url, socket_timeout=settings.redis_socket_timeout, key_prefix=settings.cache_key_prefix
         )
+        await state.cache.ping()  # settles the mode (redis or memory fallback) before the first request
         backend = email_backend or create_email_backend(
             settings.email_backend.value, smtp_url=settings.smtp_url, sender=settings.email_from
         )

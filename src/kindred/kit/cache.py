@@ -149,7 +149,7 @@ class Cache(Protocol):
 
     @property
     def mode(self) -> str:
-        """"redis" or "memory": where calls are served right now."""
+        """Where calls are served right now: "redis" or "memory"."""
         ...
 
     async def get(self, key: str) -> str | None: ...
@@ -383,7 +383,8 @@ class RedisCache:
             raise
 
     async def get(self, key: str) -> str | None:
-        value: str | None = await self._run(self._client.get(self._key(key)))
+        # decode_responses=True: Redis answers str, whatever redis-py's stubs say.
+        value: str | None = await self._run(self._client.get(self._key(key)))  # type: ignore[arg-type]
         if value is None:
             self._misses += 1
         else:
@@ -407,7 +408,8 @@ class RedisCache:
             async with self._client.pipeline(transaction=True) as pipe:
                 # Create the key with its expiry only if absent, then add: one atomic round trip,
                 # and INCRBY keeps the expiry, so the ttl runs from the key's creation.
-                pipe.set(name, 0, px=px, nx=True).incrby(name, amount)
+                pipe.set(name, 0, px=px, nx=True)
+                pipe.incrby(name, amount)
                 _, value = await self._run(pipe.execute())
             return int(value)
         except ResponseError as exc:
@@ -581,9 +583,7 @@ class FallbackCache:
         # Invalid arguments fail here, before a Redis call whose ValueError would count as an answer.
         if ttl is not None:
             _check_ttl(ttl)
-        await self._call(
-            partial(self._redis.set, key, value, ttl), partial(self._memory.set, key, value, ttl)
-        )
+        await self._call(partial(self._redis.set, key, value, ttl), partial(self._memory.set, key, value, ttl))
 
     async def delete(self, *keys: str) -> None:
         await self._call(partial(self._redis.delete, *keys), partial(self._memory.delete, *keys))
@@ -652,8 +652,9 @@ class _RedisFanIn:
     """One Redis pub/sub connection shared by all of a FallbackCache's subscriptions.
 
     Messages from Redis go onto the memory bus, where the subscriptions listen anyway (for what this
-    instance publishes while Redis is down). A background task connects with backoff whenever the
-    connection is lost, and subscribes every channel that has a local subscriber.
+    instance publishes while Redis is down). A background task, started by the first subscription
+    and stopped by close(), connects with backoff whenever the connection is lost (respecting the
+    breaker) and subscribes every channel that has a local subscriber.
     """
 
     def __init__(self, owner: FallbackCache) -> None:
