@@ -31,11 +31,11 @@ class RequestContextMiddleware:
         if route is None:
             return "<unmatched>"
         key = id(route)
-        template = self._templates.get(key)
-        if template is None:
-            template = _full_template(scope, getattr(route, "path", "")) or getattr(route, "path", "<unknown>")
-            self._templates[key] = template
-        return template
+        cached = self._templates.get(key)
+        if cached is None:
+            path = str(getattr(route, "path", "<unknown>"))
+            cached = self._templates[key] = _full_template(scope, path) or path
+        return cached
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
