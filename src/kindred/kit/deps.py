@@ -14,7 +14,7 @@ from kindred.settings import Settings
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async for session in request.app.state.db.unit_of_work():
+    async with request.app.state.db.unit_of_work() as session:
         yield session
 
 
