@@ -19,7 +19,7 @@ from kindred.health.router import router as health_router
 from kindred.kit.cache import create_cache
 from kindred.kit.db import Database
 from kindred.kit.email import EmailBackend, Mailer, create_email_backend
-from kindred.kit.handlers import install_error_handlers
+from kindred.kit.handlers import COMMON_ERROR_RESPONSES, install_error_handlers
 from kindred.kit.security import Passwords, TokenSigner
 from kindred.middleware.request_context import RequestContextMiddleware
 from kindred.observability.logging import get_logger
@@ -90,7 +90,7 @@ def create_app(settings: Settings | None = None, *, email_backend: EmailBackend 
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
 
-    api = APIRouter(prefix=API_PREFIX)
+    api = APIRouter(prefix=API_PREFIX, responses=COMMON_ERROR_RESPONSES)
     api.include_router(auth_router)
     api.include_router(me_router)
     app.include_router(api)

@@ -72,14 +72,7 @@ async def resend_verification(body: EmailIn, service: AuthServiceDep) -> Accepte
     return ACCEPTED
 
 
-@router.post(
-    "/login",
-    response_model=TokenPair | UserEnvelope,
-    responses={
-        401: {"description": "invalid_credentials"},
-        403: {"description": "email_not_verified, account_suspended"},
-    },
-)
+@router.post("/login", response_model=TokenPair | UserEnvelope)
 async def login(
     body: LoginIn, request: Request, response: Response, service: AuthServiceDep
 ) -> TokenPair | UserEnvelope:

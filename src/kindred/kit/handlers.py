@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kindred.kit.errors import AppError
@@ -75,3 +76,30 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, app_error_handler)
     app.add_exception_handler(RequestValidationError, validation_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+class ErrorBody(BaseModel):
+    """The contract's error shape (API.md, Conventions)."""
+
+    error: ErrorDetail
+    request_id: str | None
+
+
+def _documented(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+# Declared on every /api/v1 route so generated SDKs know the error shape.
+COMMON_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _documented("malformed_request, token_invalid"),
+    401: _documented("not_authenticated, token_expired, session_revoked, invalid_credentials, refresh_token_*"),
+    403: _documented("forbidden, email_not_verified, account_suspended"),
+    422: _documented("validation_error (details.fields), underage, weak_password, terms_version_invalid"),
+    503: _documented("database_unavailable, dependency_unavailable, timeout (with Retry-After)"),
+}
