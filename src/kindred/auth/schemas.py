@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field
 
 
 def _lower(value: str) -> str:
     return value.strip().lower()
+
+
+def _iso_date(value: object) -> date:
+    """Only a `YYYY-MM-DD` string is a date here: no timestamps, no other formats (strict input)."""
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("must be a date written as YYYY-MM-DD")
+    return date.fromisoformat(value)
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 
 
 Email = Annotated[EmailStr, AfterValidator(_lower), Field(max_length=320)]
@@ -25,7 +36,7 @@ class Input(BaseModel):
 class RegisterIn(Input):
     email: Email
     password: Password
-    birthdate: Annotated[date, Field(strict=False, description="YYYY-MM-DD")]
+    birthdate: Annotated[IsoDate, Field(description="YYYY-MM-DD")]
     display_name: Annotated[str, Field(min_length=1, max_length=50)]
     accepted_terms_version: Annotated[str, Field(min_length=1, max_length=32)]
 
