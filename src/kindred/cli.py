@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from enum import StrEnum
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -72,7 +74,16 @@ def serve(
         timeout_graceful_shutdown=int(settings.shutdown_timeout),
     )
     log.info("server.starting", host=config.host, port=config.port)
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler that was
+    # installed before it: make that handler a clean exit so an orderly shutdown exits 0.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _exit_cleanly)
     uvicorn.Server(config).run()
+    log.info("server.stopped")
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 @app.command()

@@ -40,7 +40,8 @@ def build_stack(tmp: Path) -> Stack:
     redis = os.environ.get("TEST_REDIS_URL") or None
     if pg:
         admin = _asyncpg(pg)
-        name = re.sub(r"[^a-z0-9_]", "_", f"kindred_test_{worker_id()}".lower())
+        # The pid keeps two concurrent runs on one server from dropping each other's databases.
+        name = re.sub(r"[^a-z0-9_]", "_", f"kindred_test_{worker_id()}_{os.getpid()}".lower())
         url = make_url(admin).set(database=name).render_as_string(hide_password=False)
         return Stack(database_url=url, redis_url=redis, admin_url=admin)
     return Stack(database_url=f"sqlite+aiosqlite:///{tmp / 'kindred-test.db'}", redis_url=redis, admin_url=None)

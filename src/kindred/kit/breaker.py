@@ -67,6 +67,10 @@ class CircuitBreaker:
         self._opened_at = None
         self._trial_started_at = None
 
+    def release(self) -> None:
+        """The caller never reached the dependency: free a half-open trial slot without a verdict."""
+        self._trial_started_at = None
+
     def record_failure(self) -> None:
         now = self._clock()
         if self._opened_at is not None:

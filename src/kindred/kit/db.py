@@ -32,7 +32,12 @@ def is_unavailable(exc: BaseException) -> bool:
             return True
         orig = exc.orig
         name = type(orig).__name__ if orig is not None else ""
-        return name in {"CannotConnectNowError", "TooManyConnectionsError", "ConnectionDoesNotExistError"}
+        return name in {
+            "CannotConnectNowError",
+            "TooManyConnectionsError",
+            "ConnectionDoesNotExistError",
+            "InvalidCatalogNameError",
+        }
     return False
 
 
@@ -75,6 +80,8 @@ def build_engine(settings: Settings) -> AsyncEngine:
         pool_pre_ping=True,
         connect_args={
             "timeout": settings.db_connect_timeout,
+            # Client-side bound too: statement_timeout is enforced by a server that may not be answering.
+            "command_timeout": settings.db_statement_timeout + 1,
             "server_settings": {
                 "statement_timeout": str(int(settings.db_statement_timeout * 1000)),
                 "application_name": "kindred",
@@ -133,10 +140,12 @@ class Database:
         if not self.breaker.allow():
             raise DatabaseUnavailable()
         session = self.sessionmaker()
+        used_database = False
         try:
             try:
                 yield session
             except AppError as exc:
+                used_database = session.in_transaction()
                 if exc.keep_writes:
                     await session.commit()
                 else:
@@ -146,28 +155,42 @@ class Database:
                 await _quiet_rollback(session)
                 raise
             else:
+                used_database = session.in_transaction()
                 await session.commit()
         except Exception as exc:
             if is_unavailable(exc):
                 self.breaker.record_failure()
                 log.warning("db.unavailable", error=type(exc).__name__)
                 raise DatabaseUnavailable() from exc
+            self._settle_breaker(used_database)
             raise
         else:
-            self.breaker.record_success()
+            self._settle_breaker(used_database)
         finally:
             await _quiet_close(session)
+
+    def _settle_breaker(self, used_database: bool) -> None:
+        """A request that talked to the database proves it is up; one that never did proves nothing."""
+        if used_database:
+            self.breaker.record_success()
+        else:
+            self.breaker.release()
+
+
+CLEANUP_TIMEOUT = 1.0  # a rollback on a connection that stopped answering must not hang the request
 
 
 async def _quiet_rollback(session: AsyncSession) -> None:
     try:
-        await session.rollback()
+        async with asyncio.timeout(CLEANUP_TIMEOUT):
+            await session.rollback()
     except Exception as exc:  # the connection may be gone; the original error matters more
         log.debug("db.rollback_failed", error=type(exc).__name__)
 
 
 async def _quiet_close(session: AsyncSession) -> None:
     try:
-        await session.close()
+        async with asyncio.timeout(CLEANUP_TIMEOUT):
+            await session.close()
     except Exception as exc:
         log.debug("db.close_failed", error=type(exc).__name__)
