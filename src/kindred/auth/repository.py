@@ -34,6 +34,14 @@ class AccountRepository:
         self.session.add(Profile(user_id=user.id, display_name=display_name))
         await self.session.flush()
 
+    async def user_with_display_name(self, user_id: uuid.UUID) -> tuple[User, str] | None:
+        row = (
+            await self.session.execute(
+                select(User, Profile.display_name).join(Profile, Profile.user_id == User.id).where(User.id == user_id)
+            )
+        ).first()
+        return (row[0], row[1]) if row else None
+
     async def display_name(self, user_id: uuid.UUID) -> str:
         name = await self.session.scalar(select(Profile.display_name).where(Profile.user_id == user_id))
         return name or ""

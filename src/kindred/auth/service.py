@@ -142,11 +142,11 @@ class AuthService:
     def _link(self, path: str, token: str) -> str:
         return f"{self.settings.frontend_url}/{path}?token={token}"
 
-    async def _user_read(self, user: User) -> UserRead:
+    async def _user_read(self, user: User, display_name: str | None = None) -> UserRead:
         return UserRead(
             id=user.id,
             email=user.email,
-            display_name=await self.repo.display_name(user.id),
+            display_name=display_name if display_name is not None else await self.repo.display_name(user.id),
             role=user.role,
             tier=user.tier,
             email_verified=user.email_verified_at is not None,
@@ -479,7 +479,10 @@ class AuthService:
         return user
 
     async def me(self, principal: Principal) -> UserRead:
-        return await self._user_read(await self._require_user(principal))
+        found = await self.repo.user_with_display_name(principal.user_id)  # one query on the hot path
+        if found is None:
+            raise SessionRevoked()
+        return await self._user_read(*found)
 
 
 @dataclass(frozen=True)
