@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from kindred.auth.service import (
+    REVOKED_PREFIX,
     SESSION_CACHE_PREFIX,
     AuthService,
     Principal,
@@ -17,7 +18,7 @@ from kindred.auth.service import (
     load_session_state,
 )
 from kindred.kit.deps import OutboxDep, SessionDep, request_id
-from kindred.kit.errors import Forbidden, NotAuthenticated
+from kindred.kit.errors import Forbidden, NotAuthenticated, SessionRevoked
 
 bearer = HTTPBearer(auto_error=False, description="RS256 access token from login, refresh or verify-email.")
 
@@ -46,6 +47,8 @@ async def current_principal(
     cached = await state.cache.get(key)
     session_state: SessionState | None
     if cached is not None:
+        if await state.cache.get(REVOKED_PREFIX + str(claims.session_id)) is not None:
+            raise SessionRevoked()
         session_state = SessionState.loads(cached)
     else:
         session_state = await load_session_state(session, claims.session_id)

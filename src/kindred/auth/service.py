@@ -16,6 +16,7 @@ from kindred.auth.repository import AccountRepository
 from kindred.auth.schemas import SessionRead, TokenPair, UserRead
 from kindred.kit import clock
 from kindred.kit.cache import Cache
+from kindred.kit.db import after_commit
 from kindred.kit.email import mask_email
 from kindred.kit.errors import (
     MalformedRequest,
@@ -39,6 +40,7 @@ VERIFY_TTL = timedelta(hours=24)
 RESET_TTL = timedelta(minutes=30)
 CHANGE_EMAIL_TTL = timedelta(hours=24)
 SESSION_CACHE_PREFIX = "auth:sess:"
+REVOKED_PREFIX = "auth:revoked:"
 
 
 @lru_cache(maxsize=1)
@@ -202,7 +204,8 @@ class AuthService:
 
     async def _forget_sessions(self, session_ids: list[uuid.UUID]) -> None:
         if session_ids:
-            await self.cache.delete(*(SESSION_CACHE_PREFIX + str(sid) for sid in session_ids))
+            cache, ttl = self.cache, self.settings.session_cache_ttl
+            after_commit(self.session, lambda: mark_sessions_revoked(cache, session_ids, ttl))
 
     async def _revoke_all(self, user_id: uuid.UUID, reason: str, *, keep: uuid.UUID | None = None) -> None:
         ids = await self.repo.revoke_user_sessions(user_id, clock.now(), reason, except_session=keep)
@@ -483,6 +486,19 @@ class AuthService:
         if found is None:
             raise SessionRevoked()
         return await self._user_read(*found)
+
+
+async def mark_sessions_revoked(cache: Cache, session_ids: list[uuid.UUID], cache_ttl: int) -> None:
+    """After the revocation committed: drop cached state and leave a marker that outlives it.
+
+    A request that read the session just before the commit may still cache it as live; the marker,
+    checked on every cache hit, lives twice as long as any such entry, so the stale copy is never honoured.
+    """
+    if not session_ids or cache_ttl <= 0:
+        return
+    for sid in session_ids:
+        await cache.set(REVOKED_PREFIX + str(sid), "1", ttl=2 * cache_ttl + 30)
+    await cache.delete(*(SESSION_CACHE_PREFIX + str(sid) for sid in session_ids))
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -90,6 +90,25 @@ def build_engine(settings: Settings) -> AsyncEngine:
     )
 
 
+AfterCommit = Callable[[], Awaitable[None]]
+
+
+def after_commit(session: AsyncSession, callback: AfterCommit) -> None:
+    """Run `callback` once the request's transaction has committed (never if it rolls back).
+
+    For side effects that must not get ahead of the data: cache invalidation, events, notifications.
+    """
+    session.info.setdefault("after_commit", []).append(callback)
+
+
+async def _run_after_commit(session: AsyncSession) -> None:
+    for callback in session.info.pop("after_commit", []):
+        try:
+            await callback()
+        except Exception as exc:  # the write is committed; a failed side effect must not turn it into an error
+            log.warning("db.after_commit_failed", error=type(exc).__name__)
+
+
 class Database:
     """Owns the engine and session factory; one instance per app (created in the lifespan)."""
 
@@ -148,6 +167,7 @@ class Database:
                 used_database = session.in_transaction()
                 if exc.keep_writes:
                     await session.commit()
+                    await _run_after_commit(session)
                 else:
                     await session.rollback()
                 raise
@@ -157,6 +177,7 @@ class Database:
             else:
                 used_database = session.in_transaction()
                 await session.commit()
+                await _run_after_commit(session)
         except Exception as exc:
             if is_unavailable(exc):
                 self.breaker.record_failure()

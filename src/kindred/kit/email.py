@@ -283,9 +283,7 @@ class Mailer:
     async def send(self, to: str, template: str, **context: Any) -> bool:
         try:
             subject, text, html = render(template, **context)
-            await self.backend.send(
-                EmailMessage(to=to, subject=subject, text=text, html=html, template=template)
-            )
+            await self.backend.send(EmailMessage(to=to, subject=subject, text=text, html=html, template=template))
         except Exception as exc:  # CancelledError (a BaseException) still propagates, as it must.
             # Only the exception's type: SMTP replies and render errors can quote the address or link.
             _logger().error("email.failed", template=template, error=type(exc).__name__)

@@ -7,7 +7,7 @@ from datetime import date
 
 from kindred.auth.exceptions import WeakPassword
 from kindred.auth.repository import AccountRepository
-from kindred.auth.service import SESSION_CACHE_PREFIX, check_password_strength
+from kindred.auth.service import check_password_strength, mark_sessions_revoked
 from kindred.kit import clock
 from kindred.kit.db import Database
 from kindred.kit.security import Passwords
@@ -58,7 +58,7 @@ async def create_staff(settings: Settings, *, email: str, password: str, role: s
 
             cache = create_cache(settings.redis_url, key_prefix=settings.cache_key_prefix)
             try:
-                await cache.delete(*(SESSION_CACHE_PREFIX + str(sid) for sid in ids))
+                await mark_sessions_revoked(cache, ids, settings.session_cache_ttl)
             finally:
                 await cache.close()
         return created
