@@ -17,6 +17,7 @@ from kindred.auth.service import SESSION_CACHE_PREFIX
 from kindred.kit.email import MemoryEmailBackend
 from kindred.kit.security import hash_token
 from kindred.models import AuditEntry, AuthSession, RefreshToken, User
+from tests.support.assertions import assert_error
 from tests.support.factories import Account, login, new_email, verified_account
 
 ME = "/api/v1/me"
@@ -29,19 +30,6 @@ SESSION_FIELDS = {"id", "created_at", "last_used_at", "user_agent", "current"}
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """The contract's error shape, with the expected status and machine code; returns `error`."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error", "request_id"}
-    assert set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    assert isinstance(body["error"]["details"], dict)
-    assert body["request_id"] == response.headers["x-request-id"]
-    return body["error"]
 
 
 def bearer(token: str) -> dict[str, str]:

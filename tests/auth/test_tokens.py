@@ -21,6 +21,7 @@ from sqlalchemy import select
 from kindred.kit.email import MemoryEmailBackend
 from kindred.models import AuthSession
 from kindred.settings import Settings
+from tests.support.assertions import assert_error
 from tests.support.factories import Account, verified_account
 
 ME = "/api/v1/me"
@@ -29,19 +30,6 @@ CLAIMS = {"sub", "iat", "exp", "jti", "iss", "aud", "typ", "sid"}
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """The contract's error shape, with the expected status and machine code; returns `error`."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error", "request_id"}
-    assert set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    assert isinstance(body["error"]["details"], dict)
-    assert body["request_id"] == response.headers["x-request-id"]
-    return body["error"]
 
 
 def b64url(raw: bytes) -> str:

@@ -7,19 +7,7 @@ import pytest
 from fastapi import FastAPI
 
 from kindred.kit.errors import AppError
-
-SHAPE_KEYS = {"error", "request_id"}
-
-
-def _assert_shape(response: httpx.Response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body.keys() == SHAPE_KEYS
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    assert isinstance(body["error"]["details"], dict)
-    assert body["request_id"] == response.headers["x-request-id"]
-    return body
+from tests.support.assertions import assert_error
 
 
 async def test_every_response_carries_a_generated_request_id(client: httpx.AsyncClient) -> None:
@@ -41,24 +29,24 @@ async def test_an_insane_client_request_id_is_replaced(client: httpx.AsyncClient
 
 
 async def test_unknown_route_is_404_in_contract_shape(client: httpx.AsyncClient) -> None:
-    _assert_shape(await client.get("/api/v1/nope"), 404, "not_found")
+    assert_error(await client.get("/api/v1/nope"), 404, "not_found")
 
 
 async def test_wrong_method_is_405_in_contract_shape(client: httpx.AsyncClient) -> None:
-    _assert_shape(await client.get("/api/v1/auth/login"), 405, "method_not_allowed")
+    assert_error(await client.get("/api/v1/auth/login"), 405, "method_not_allowed")
 
 
 async def test_malformed_json_is_400_malformed_request(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/api/v1/auth/login", content=b'{"email": ', headers={"Content-Type": "application/json"}
     )
-    _assert_shape(response, 400, "malformed_request")
+    assert_error(response, 400, "malformed_request")
 
 
 async def test_validation_errors_are_422_with_field_details(client: httpx.AsyncClient) -> None:
     response = await client.post("/api/v1/auth/login", json={"email": "not-an-email", "password": "x"})
-    body = _assert_shape(response, 422, "validation_error")
-    locs = [field["loc"] for field in body["error"]["details"]["fields"]]
+    body = assert_error(response, 422, "validation_error")
+    locs = [field["loc"] for field in body["details"]["fields"]]
     assert ["body", "email"] in locs
 
 
@@ -66,13 +54,13 @@ async def test_unknown_fields_are_rejected(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/api/v1/auth/login", json={"email": "a@example.com", "password": "x", "role": "admin"}
     )
-    body = _assert_shape(response, 422, "validation_error")
-    assert ["body", "role"] in [field["loc"] for field in body["error"]["details"]["fields"]]
+    body = assert_error(response, 422, "validation_error")
+    assert ["body", "role"] in [field["loc"] for field in body["details"]["fields"]]
 
 
 async def test_missing_token_is_401_not_authenticated(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/v1/me")
-    _assert_shape(response, 401, "not_authenticated")
+    assert_error(response, 401, "not_authenticated")
     assert response.headers["www-authenticate"] == "Bearer"
 
 
@@ -84,9 +72,9 @@ async def test_an_unexpected_exception_is_a_500_without_a_stack_trace(app: FastA
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         response = await c.get("/boom-for-test")
-    body = _assert_shape(response, 500, "internal_error")
+    body = assert_error(response, 500, "internal_error")
     assert "Traceback" not in response.text and "secret internals" not in response.text
-    assert body["error"]["details"] == {}
+    assert body["details"] == {}
 
 
 async def test_app_errors_render_their_code_status_and_headers(app: FastAPI, client: httpx.AsyncClient) -> None:
@@ -98,6 +86,6 @@ async def test_app_errors_render_their_code_status_and_headers(app: FastAPI, cli
         raise Teapot(details={"why": "tests"}, headers={"Retry-After": "7"})
 
     response = await client.get("/teapot-for-test")
-    body = _assert_shape(response, 418, "teapot")
-    assert body["error"]["details"] == {"why": "tests"}
+    body = assert_error(response, 418, "teapot")
+    assert body["details"] == {"why": "tests"}
     assert response.headers["retry-after"] == "7"

@@ -465,6 +465,9 @@ class AuthService:
             raise TokenInvalid("This address is already in use.")
         old_email, user.email = user.email, row.new_email
         user.email_verified_at = clock.now()
+        # Links already mailed to the old address must not outlive the change.
+        for purpose in (TokenPurpose.reset_password, TokenPurpose.verify_email, TokenPurpose.change_email):
+            await self.repo.expire_email_tokens(user.id, purpose.value, clock.now())
         try:
             async with self.session.begin_nested():
                 await self.session.flush()
