@@ -51,9 +51,7 @@ LINKED = {
 }
 
 
-def message(
-    template: str = "verify_email", to: str = TO, text: str = f"Open {VERIFY_LINK}\n"
-) -> EmailMessage:
+def message(template: str = "verify_email", to: str = TO, text: str = f"Open {VERIFY_LINK}\n") -> EmailMessage:
     return EmailMessage(to=to, subject="Subject", text=text, html="<p>html</p>", template=template)
 
 
@@ -264,9 +262,7 @@ async def test_token_from_extracts_the_token_of_the_rendered_link() -> None:
 
 
 def test_token_from_decodes_a_percent_encoded_token() -> None:
-    assert (
-        MemoryEmailBackend.token_from(message(text="http://x/verify-email?a=1&token=a%2Bb%3D&b=2")) == "a+b="
-    )
+    assert MemoryEmailBackend.token_from(message(text="http://x/verify-email?a=1&token=a%2Bb%3D&b=2")) == "a+b="
 
 
 def test_token_from_raises_when_the_message_has_no_link() -> None:
@@ -383,9 +379,7 @@ async def test_smtps_refuses_a_server_certificate_it_does_not_trust() -> None:
         ("smtp://user:@relay.example.com:25", ("relay.example.com", 25, "user", "", False, False)),
     ],
 )
-def test_parse_smtp_url_reads_host_port_decoded_credentials_and_tls_mode(
-    url: str, expected: tuple[Any, ...]
-) -> None:
+def test_parse_smtp_url_reads_host_port_decoded_credentials_and_tls_mode(url: str, expected: tuple[Any, ...]) -> None:
     config = parse_smtp_url(url)
     assert (
         config.hostname,
