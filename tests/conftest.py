@@ -134,6 +134,28 @@ async def _register_tokens(response: httpx.Response) -> None:
                     leaks.canary(body[key])
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`postgres_only` tests exercise PostgreSQL mechanics (TCP stalls, pool sizing): they run in the
+    PostgreSQL pass and are deselected — reported, not skipped — on the embedded stack."""
+    if os.environ.get("TEST_DATABASE_URL"):
+        return
+    deselected = [item for item in items if item.get_closest_marker("postgres_only")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker("postgres_only")]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    database = "PostgreSQL (TEST_DATABASE_URL)" if os.environ.get("TEST_DATABASE_URL") else "SQLite (embedded)"
+    cache = "Redis (TEST_REDIS_URL)" if os.environ.get("TEST_REDIS_URL") else "in-process memory"
+    extra = (
+        ""
+        if os.environ.get("TEST_DATABASE_URL")
+        else "; postgres_only tests deselected (they run in the PostgreSQL pass)"
+    )
+    return f"kindred test stack: database {database}, cache {cache}{extra}"
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     for marker in item.iter_markers("needs"):
         from tests.support.requirements import require_binary

@@ -275,13 +275,13 @@ async def test_the_app_starts_without_its_database_and_serves_once_it_appears(
 # ---------------------------------------------------------------------------------------------- PostgreSQL only
 
 
+@pytest.mark.postgres_only
 async def test_once_open_the_breaker_spares_callers_the_connect_timeout(
     stack: Stack, start_app: StartApp, outage: Outage
 ) -> None:
     """A hung server (connections accepted, never answered): each call costs DB_CONNECT_TIMEOUT until
     the breaker opens; after that the answer is immediate."""
-    if not stack.is_postgres or outage.proxy is None:
-        pytest.skip("needs a TCP path to stall; SQLite is a local file (see test_the_breaker_opens_…)")
+    assert outage.proxy is not None
     outage.proxy.stall()  # before the app has a connection: every new one hangs in its handshake
     running = await _start(start_app, outage.settings)
     client, breaker = running.client, running.app.state.db.breaker
@@ -303,6 +303,7 @@ async def test_once_open_the_breaker_spares_callers_the_connect_timeout(
     assert max(fast) < 0.2, fast
 
 
+@pytest.mark.postgres_only
 async def test_a_hung_database_answers_503_instead_of_hanging_the_request(
     stack: Stack, start_app: StartApp, outage: Outage, mail: MemoryEmailBackend
 ) -> None:
@@ -311,8 +312,7 @@ async def test_a_hung_database_answers_503_instead_of_hanging_the_request(
     DB_STATEMENT_TIMEOUT is enforced by the server, which is not answering; only a client-side timeout
     can end the call. The request must end with 503 `database_unavailable`, not hang.
     """
-    if not stack.is_postgres or outage.proxy is None:
-        pytest.skip("needs a TCP path to stall; SQLite is a local file")
+    assert outage.proxy is not None
     settings = outage.settings.model_copy(update={"db_statement_timeout": 0.5})
     running = await _start(start_app, settings)
     client = running.client
@@ -335,14 +335,13 @@ async def test_a_hung_database_answers_503_instead_of_hanging_the_request(
     assert_database_unavailable(response)
 
 
+@pytest.mark.postgres_only
 async def test_an_exhausted_pool_answers_503_within_about_a_second(
     stack: Stack, start_app: StartApp, outage: Outage, mail: MemoryEmailBackend
 ) -> None:
-    if not stack.is_postgres:
-        # Not applicable: the embedded SQLite engine always has exactly one connection and waits
-        # max(DB_POOL_TIMEOUT, 30 s) for it on purpose, so concurrent writers queue behind each other
-        # instead of failing with "database is locked". DB_POOL_* settings size PostgreSQL pools only.
-        pytest.skip("pool sizing applies to PostgreSQL; SQLite serialises on one connection by design")
+    # PostgreSQL only: the embedded SQLite engine always has exactly one connection and waits
+    # max(DB_POOL_TIMEOUT, 30 s) for it on purpose, so concurrent writers queue behind each other
+    # instead of failing with "database is locked". DB_POOL_* settings size PostgreSQL pools only.
     settings = outage.settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0, "db_pool_timeout": 0.5})
     running = await _start(start_app, settings)
     client, db = running.client, running.app.state.db
