@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, update
 
-from kindred.auth.service import SESSION_CACHE_PREFIX
+from kindred.auth.session_state import PREFIX as SESSION_CACHE_PREFIX
 from kindred.kit.email import MemoryEmailBackend
 from kindred.kit.security import hash_token
 from kindred.models import AuditEntry, AuthSession, RefreshToken, User
@@ -270,28 +270,30 @@ async def test_logout_leaves_other_sessions_working(client: httpx.AsyncClient, m
     assert await refresh_status(client, other) == 200
 
 
-async def test_logout_is_not_undone_by_a_request_that_reads_the_session_before_logout_commits(
+@pytest.mark.postgres_only  # on SQLite the reader's open transaction holds the only connection: no interleaving
+async def test_logout_is_not_undone_by_a_request_that_read_the_session_before_logout_committed(
     client: httpx.AsyncClient, mail: MemoryEmailBackend, app: FastAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A request between logout's cache invalidation and its commit must not re-cache the session as live."""
+    """A reader that loaded the live session before logout committed caches it only after logout finished:
+    its stale copy must not bring the revoked session back."""
     account = await verified_account(client, mail)
     cache = app.state.cache
-    delete = cache.delete
-    invalidated, release = asyncio.Event(), asyncio.Event()
+    await cache.delete(SESSION_CACHE_PREFIX + session_id(account.access_token))  # cold: the reader loads the DB
+    add = cache.add
+    loaded, release = asyncio.Event(), asyncio.Event()
 
-    async def delete_then_hold(*keys: str) -> None:
-        await delete(*keys)
-        invalidated.set()
-        await release.wait()  # logout's transaction is still open here
+    async def add_after_logout(key: str, value: str, ttl: float | None = None) -> bool:
+        loaded.set()
+        await release.wait()  # the logout below runs to completion in between
+        return await add(key, value, ttl)
 
-    monkeypatch.setattr(cache, "delete", delete_then_hold)
-    logout = asyncio.create_task(client.post(LOGOUT, headers=account.headers))
-    await invalidated.wait()
+    monkeypatch.setattr(cache, "add", add_after_logout)
     racing = asyncio.create_task(client.get(ME, headers=account.headers))
-    await asyncio.wait({racing}, timeout=1)  # on SQLite (one connection) it waits for the logout instead
+    await asyncio.wait_for(loaded.wait(), 5)
+    monkeypatch.setattr(cache, "add", add)
+    assert (await client.post(LOGOUT, headers=account.headers)).status_code == 204
     release.set()
-    assert (await logout).status_code == 204
-    await racing
+    assert (await racing).status_code == 200  # it was authenticated before the logout
     assert_error(await client.get(ME, headers=account.headers), 401, "session_revoked")
 
 

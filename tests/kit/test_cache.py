@@ -108,6 +108,19 @@ async def test_set_overwrites_an_existing_value(cache: Cache) -> None:
     assert await cache.get("k") == "two"
 
 
+async def test_add_stores_only_when_the_key_is_absent(cache: Cache) -> None:
+    assert await cache.add("k", "first") is True
+    assert await cache.add("k", "second") is False
+    assert await cache.get("k") == "first"
+
+
+async def test_add_succeeds_again_once_the_key_expired(cache: Cache) -> None:
+    assert await cache.add("k", "first", ttl=TTL) is True
+    await asyncio.sleep(EXPIRED)
+    assert await cache.add("k", "second") is True
+    assert await cache.get("k") == "second"
+
+
 async def test_a_value_set_with_ttl_expires(cache: Cache) -> None:
     await cache.set("short", "v", ttl=TTL)
     assert await cache.get("short") == "v"

@@ -7,18 +7,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from kindred.auth.service import (
-    REVOKED_PREFIX,
-    SESSION_CACHE_PREFIX,
-    AuthService,
-    Principal,
-    RequestMeta,
-    SessionState,
-    check_session_state,
-    load_session_state,
-)
+from kindred.auth.service import AuthService, Principal, RequestMeta
+from kindred.auth.session_state import resolve
 from kindred.kit.deps import OutboxDep, SessionDep, request_id
-from kindred.kit.errors import Forbidden, NotAuthenticated, SessionRevoked
+from kindred.kit.errors import Forbidden, NotAuthenticated
 
 bearer = HTTPBearer(auto_error=False, description="RS256 access token from login, refresh or verify-email.")
 
@@ -43,29 +35,13 @@ async def current_principal(
             raise NotAuthenticated()
     state = request.app.state
     claims = state.signer.verify(token)
-    key = SESSION_CACHE_PREFIX + str(claims.session_id)
-    cached = await state.cache.get(key)
-    session_state: SessionState | None
-    if cached is not None:
-        if await state.cache.get(REVOKED_PREFIX + str(claims.session_id)) is not None:
-            raise SessionRevoked()
-        session_state = SessionState.loads(cached)
-    else:
-        session_state = await load_session_state(session, claims.session_id)
-        if session_state is not None and state.settings.session_cache_ttl:
-            await state.cache.set(key, session_state.dumps(), ttl=state.settings.session_cache_ttl)
-    check_session_state(session_state, claims.user_id)
-    assert session_state is not None
+    session_state = await resolve(
+        session, state.cache, claims.session_id, claims.user_id, state.settings.session_cache_ttl
+    )
     ctx = request.scope.get("kindred")
     if ctx is not None:
         ctx["user_id"] = str(claims.user_id)
-    return Principal(
-        user_id=claims.user_id,
-        session_id=claims.session_id,
-        role=session_state.role,
-        tier=session_state.tier,
-        via_cookie=via_cookie,
-    )
+    return Principal(user_id=claims.user_id, session_id=claims.session_id, state=session_state, via_cookie=via_cookie)
 
 
 CurrentUser = Annotated[Principal, Depends(current_principal)]

@@ -34,14 +34,6 @@ class AccountRepository:
         self.session.add(Profile(user_id=user.id, display_name=display_name))
         await self.session.flush()
 
-    async def user_with_display_name(self, user_id: uuid.UUID) -> tuple[User, str] | None:
-        row = (
-            await self.session.execute(
-                select(User, Profile.display_name).join(Profile, Profile.user_id == User.id).where(User.id == user_id)
-            )
-        ).first()
-        return (row[0], row[1]) if row else None
-
     async def display_name(self, user_id: uuid.UUID) -> str:
         name = await self.session.scalar(select(Profile.display_name).where(Profile.user_id == user_id))
         return name or ""
@@ -74,6 +66,22 @@ class AccountRepository:
             )
         query = query.order_by(AuthSession.created_at.desc(), AuthSession.id.desc()).limit(limit)
         return list((await self.session.scalars(query)).all())
+
+    async def live_session_ids(self, user_id: uuid.UUID) -> list[uuid.UUID]:
+        query = select(AuthSession.id).where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+        return list((await self.session.scalars(query)).all())
+
+    async def session_state_row(self, session_id: uuid.UUID) -> tuple[AuthSession, User, str] | None:
+        """The session, its user and display name in one query: what every authenticated request needs."""
+        row = (
+            await self.session.execute(
+                select(AuthSession, User, Profile.display_name)
+                .join(User, User.id == AuthSession.user_id)
+                .join(Profile, Profile.user_id == User.id)
+                .where(AuthSession.id == session_id)
+            )
+        ).first()
+        return (row[0], row[1], row[2]) if row else None
 
     async def revoke_session(self, session_id: uuid.UUID, now: datetime, reason: str) -> bool:
         result: CursorResult = await self.session.execute(  # type: ignore[assignment]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -12,8 +11,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kindred.auth import exceptions as exc
+from kindred.auth import session_state
 from kindred.auth.repository import AccountRepository
 from kindred.auth.schemas import SessionRead, TokenPair, UserRead
+from kindred.auth.session_state import SessionState
 from kindred.kit import clock
 from kindred.kit.cache import Cache
 from kindred.kit.db import after_commit
@@ -39,8 +40,6 @@ MIN_PASSWORD_LENGTH = 10
 VERIFY_TTL = timedelta(hours=24)
 RESET_TTL = timedelta(minutes=30)
 CHANGE_EMAIL_TTL = timedelta(hours=24)
-SESSION_CACHE_PREFIX = "auth:sess:"
-REVOKED_PREFIX = "auth:revoked:"
 
 
 @lru_cache(maxsize=1)
@@ -77,9 +76,16 @@ class Principal:
 
     user_id: uuid.UUID
     session_id: uuid.UUID
-    role: str
-    tier: str
+    state: SessionState
     via_cookie: bool = False
+
+    @property
+    def role(self) -> str:
+        return self.state.role
+
+    @property
+    def tier(self) -> str:
+        return self.state.tier
 
     @property
     def is_staff(self) -> bool:
@@ -205,7 +211,14 @@ class AuthService:
     async def _forget_sessions(self, session_ids: list[uuid.UUID]) -> None:
         if session_ids:
             cache, ttl = self.cache, self.settings.session_cache_ttl
-            after_commit(self.session, lambda: mark_sessions_revoked(cache, session_ids, ttl))
+            after_commit(self.session, lambda: session_state.mark_revoked(cache, session_ids, ttl))
+
+    async def _forget_user(self, user_id: uuid.UUID) -> None:
+        """After commit, drop the cached state of every live session of this user (their fields changed)."""
+        ids = await self.repo.live_session_ids(user_id)
+        if ids:
+            cache = self.cache
+            after_commit(self.session, lambda: session_state.forget(cache, ids))
 
     async def _revoke_all(self, user_id: uuid.UUID, reason: str, *, keep: uuid.UUID | None = None) -> None:
         ids = await self.repo.revoke_user_sessions(user_id, clock.now(), reason, except_session=keep)
@@ -473,6 +486,7 @@ class AuthService:
                 await self.session.flush()
         except IntegrityError:
             raise TokenInvalid("This address is already in use.") from None
+        await self._forget_user(user.id)
         self._audit("email.changed", actor_id=user.id)
         self._mail(old_email, "email_changed", new_email_hint=mask_email(row.new_email))
         return await self._user_read(user)
@@ -484,86 +498,15 @@ class AuthService:
             raise SessionRevoked()
         return user
 
-    async def me(self, principal: Principal) -> UserRead:
-        found = await self.repo.user_with_display_name(principal.user_id)  # one query on the hot path
-        if found is None:
-            raise SessionRevoked()
-        return await self._user_read(*found)
-
-
-async def mark_sessions_revoked(cache: Cache, session_ids: list[uuid.UUID], cache_ttl: int) -> None:
-    """After the revocation committed: drop cached state and leave a marker that outlives it.
-
-    A request that read the session just before the commit may still cache it as live; the marker,
-    checked on every cache hit, lives twice as long as any such entry, so the stale copy is never honoured.
-    """
-    if not session_ids or cache_ttl <= 0:
-        return
-    for sid in session_ids:
-        await cache.set(REVOKED_PREFIX + str(sid), "1", ttl=2 * cache_ttl + 30)
-    await cache.delete(*(SESSION_CACHE_PREFIX + str(sid) for sid in session_ids))
-
-
-@dataclass(frozen=True)
-class SessionState:
-    user_id: uuid.UUID
-    role: str
-    tier: str
-    status: str
-    suspended_until: datetime | None
-    revoked: bool
-    expires_at: datetime
-
-    def dumps(self) -> str:
-        return json.dumps(
-            {
-                "u": str(self.user_id),
-                "r": self.role,
-                "t": self.tier,
-                "s": self.status,
-                "rv": self.revoked,
-                "su": self.suspended_until.isoformat() if self.suspended_until else None,
-                "e": self.expires_at.isoformat(),
-            }
+    def me(self, principal: Principal) -> UserRead:
+        """Served from the session state every request already loads (cached; invalidated on change)."""
+        state = principal.state
+        return UserRead(
+            id=state.user_id,
+            email=state.email,
+            display_name=state.display_name,
+            role=state.role,
+            tier=state.tier,
+            email_verified=state.email_verified,
+            created_at=state.created_at,
         )
-
-    @classmethod
-    def loads(cls, raw: str) -> SessionState:
-        d = json.loads(raw)
-        return cls(
-            user_id=uuid.UUID(d["u"]),
-            role=d["r"],
-            tier=d["t"],
-            status=d["s"],
-            revoked=d["rv"],
-            suspended_until=datetime.fromisoformat(d["su"]) if d["su"] else None,
-            expires_at=datetime.fromisoformat(d["e"]),
-        )
-
-
-async def load_session_state(session: AsyncSession, session_id: uuid.UUID) -> SessionState | None:
-    found = await AccountRepository(session).session_with_user(session_id)
-    if found is None:
-        return None
-    auth_session, user = found
-    return SessionState(
-        user_id=user.id,
-        role=user.role,
-        tier=user.tier,
-        status=user.status,
-        suspended_until=user.suspended_until,
-        revoked=auth_session.revoked_at is not None,
-        expires_at=auth_session.expires_at,
-    )
-
-
-def check_session_state(state: SessionState | None, user_id: uuid.UUID) -> None:
-    """Every request: the session must be live and the account allowed in, right now."""
-    if state is None or state.user_id != user_id or state.revoked or state.expires_at <= clock.now():
-        raise SessionRevoked()
-    if state.status in {AccountStatus.banned, AccountStatus.deleted}:
-        raise SessionRevoked()
-    if state.status == AccountStatus.suspended and (
-        state.suspended_until is None or state.suspended_until > clock.now()
-    ):
-        raise exc.AccountSuspended(state.suspended_until)

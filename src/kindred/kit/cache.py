@@ -158,6 +158,10 @@ class Cache(Protocol):
         """Store `value`; without ttl the key does not expire (and loses any earlier expiry)."""
         ...
 
+    async def add(self, key: str, value: str, ttl: float | None = None) -> bool:
+        """Store `value` only if `key` is absent (SET NX); True when stored."""
+        ...
+
     async def delete(self, *keys: str) -> None: ...
 
     async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
@@ -242,6 +246,13 @@ class MemoryCache:
     async def set(self, key: str, value: str, ttl: float | None = None) -> None:
         expires_at = None if ttl is None else self._clock() + _check_ttl(ttl)
         self._store(key, value, expires_at)
+
+    async def add(self, key: str, value: str, ttl: float | None = None) -> bool:
+        expires_at = None if ttl is None else self._clock() + _check_ttl(ttl)
+        if self._live(key) is not None:
+            return False
+        self._store(key, value, expires_at)
+        return True
 
     async def delete(self, *keys: str) -> None:
         for key in keys:
@@ -394,6 +405,10 @@ class RedisCache:
     async def set(self, key: str, value: str, ttl: float | None = None) -> None:
         px = None if ttl is None else _ttl_ms(ttl)
         await self._run(self._client.set(self._key(key), value, px=px))
+
+    async def add(self, key: str, value: str, ttl: float | None = None) -> bool:
+        px = None if ttl is None else _ttl_ms(ttl)
+        return bool(await self._run(self._client.set(self._key(key), value, px=px, nx=True)))
 
     async def delete(self, *keys: str) -> None:
         if keys:  # DEL without arguments is an error
@@ -584,6 +599,11 @@ class FallbackCache:
         if ttl is not None:
             _check_ttl(ttl)
         await self._call(partial(self._redis.set, key, value, ttl), partial(self._memory.set, key, value, ttl))
+
+    async def add(self, key: str, value: str, ttl: float | None = None) -> bool:
+        if ttl is not None:
+            _check_ttl(ttl)
+        return await self._call(partial(self._redis.add, key, value, ttl), partial(self._memory.add, key, value, ttl))
 
     async def delete(self, *keys: str) -> None:
         await self._call(partial(self._redis.delete, *keys), partial(self._memory.delete, *keys))

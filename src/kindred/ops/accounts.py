@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import date
 
+from kindred.auth import session_state
 from kindred.auth.exceptions import WeakPassword
 from kindred.auth.repository import AccountRepository
-from kindred.auth.service import check_password_strength, mark_sessions_revoked
+from kindred.auth.service import check_password_strength
 from kindred.kit import clock
 from kindred.kit.db import Database
 from kindred.kit.security import Passwords
@@ -58,7 +59,7 @@ async def create_staff(settings: Settings, *, email: str, password: str, role: s
 
             cache = create_cache(settings.redis_url, key_prefix=settings.cache_key_prefix)
             try:
-                await mark_sessions_revoked(cache, ids, settings.session_cache_ttl)
+                await session_state.mark_revoked(cache, ids, settings.session_cache_ttl)
             finally:
                 await cache.close()
         return created

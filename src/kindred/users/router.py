@@ -12,4 +12,4 @@ router = APIRouter(tags=["me"])
 
 @router.get("/me", response_model=MeRead)
 async def get_me(principal: CurrentUser, service: AuthServiceDep) -> MeRead:
-    return MeRead(user=await service.me(principal))
+    return MeRead(user=service.me(principal))
