@@ -182,10 +182,8 @@ class TokenSigner:
     def verify(self, token: str) -> AccessClaims:
         """Verify signature, algorithm (RS256 only), issuer, audience, expiry and `typ`."""
         try:
-            header = jwt.get_unverified_header(token)
-            if header.get("kid") not in (None, self.kid):
-                raise NotAuthenticated("Unknown signing key.")
-            claims: dict[str, Any] = jwt.decode(
+            # One parse for header and claims; the header's kid must name our key (rotation-ready).
+            decoded = jwt.decode_complete(
                 token,
                 self._public,
                 algorithms=["RS256"],
@@ -198,7 +196,8 @@ class TokenSigner:
             raise TokenExpired() from None
         except jwt.PyJWTError:
             raise NotAuthenticated("The access token is invalid.") from None
-        if claims.get("typ") != "access":
+        claims: dict[str, Any] = decoded["payload"]
+        if decoded["header"].get("kid") != self.kid or claims.get("typ") != "access":
             raise NotAuthenticated("The access token is invalid.")
         try:
             return AccessClaims(
