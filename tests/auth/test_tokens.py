@@ -267,3 +267,14 @@ async def test_non_bearer_authorization_scheme_is_401_not_authenticated(
     account: Account = await verified_account(client, mail)
     response = await client.get(ME, headers={"Authorization": f"Basic {account.access_token}"})
     assert_error(response, 401, "not_authenticated")
+
+
+async def test_a_remembered_token_still_expires(
+    client: httpx.AsyncClient, mail: MemoryEmailBackend, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verification results are cached per token; the cache must never outlive the token's `exp`."""
+    account = await verified_account(client, mail)
+    assert (await client.get("/api/v1/me", headers=account.headers)).status_code == 200  # now remembered
+    later = time.time() + 15 * 60 + 10
+    monkeypatch.setattr("kindred.kit.security._wall_clock", lambda: later)
+    assert_error(await client.get("/api/v1/me", headers=account.headers), 401, "token_expired")

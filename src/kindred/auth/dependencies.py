@@ -22,7 +22,6 @@ def cookie_names(request: Request) -> tuple[str, str]:
 
 async def current_principal(
     request: Request,
-    session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     via_cookie = False
@@ -35,8 +34,10 @@ async def current_principal(
             raise NotAuthenticated()
     state = request.app.state
     claims = state.signer.verify(token)
+    # On a cache miss the state is read in its own short unit of work, so routes that need nothing else
+    # from the database (GET /me) never open one.
     session_state = await resolve(
-        session, state.cache, claims.session_id, claims.user_id, state.settings.session_cache_ttl
+        state.db, state.cache, claims.session_id, claims.user_id, state.settings.session_cache_ttl
     )
     ctx = request.scope.get("kindred")
     if ctx is not None:

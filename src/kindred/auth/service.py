@@ -498,15 +498,15 @@ class AuthService:
             raise SessionRevoked()
         return user
 
-    def me(self, principal: Principal) -> UserRead:
-        """Served from the session state every request already loads (cached; invalidated on change)."""
-        state = principal.state
-        return UserRead(
-            id=state.user_id,
-            email=state.email,
-            display_name=state.display_name,
-            role=state.role,
-            tier=state.tier,
-            email_verified=state.email_verified,
-            created_at=state.created_at,
-        )
+
+def user_from_state(state: SessionState) -> UserRead:
+    """The User object from the session state every authenticated request already has (cached)."""
+    return UserRead(
+        id=state.user_id,
+        email=state.email,
+        display_name=state.display_name,
+        role=state.role,
+        tier=state.tier,
+        email_verified=state.email_verified,
+        created_at=state.created_at,
+    )

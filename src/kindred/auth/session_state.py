@@ -19,6 +19,7 @@ from kindred.auth import exceptions as exc
 from kindred.auth.repository import AccountRepository
 from kindred.kit import clock
 from kindred.kit.cache import Cache
+from kindred.kit.db import Database
 from kindred.kit.errors import SessionRevoked
 from kindred.models import AccountStatus
 
@@ -74,9 +75,7 @@ async def _load(session: AsyncSession, session_id: uuid.UUID) -> SessionState | 
     )  # fmt: skip
 
 
-async def resolve(
-    session: AsyncSession, cache: Cache, session_id: uuid.UUID, user_id: uuid.UUID, ttl: int
-) -> SessionState:
+async def resolve(db: Database, cache: Cache, session_id: uuid.UUID, user_id: uuid.UUID, ttl: int) -> SessionState:
     """The live state of `session_id`, or SessionRevoked / AccountSuspended. One cache read when warm."""
     key = PREFIX + str(session_id)
     raw = await cache.get(key) if ttl > 0 else None
@@ -85,7 +84,8 @@ async def resolve(
     if raw is not None:
         state: SessionState | None = SessionState.loads(raw)
     else:
-        state = await _load(session, session_id)
+        async with db.unit_of_work() as session:
+            state = await _load(session, session_id)
         if state is not None and ttl > 0:
             await cache.add(key, state.dumps(), ttl=ttl)
     _check(state, user_id)

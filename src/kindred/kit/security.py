@@ -7,7 +7,9 @@ import hashlib
 import hmac
 import json
 import secrets
+import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -133,6 +135,11 @@ class AccessClaims:
     expires_at: datetime
 
 
+LEEWAY_SECONDS = 5
+VERIFIED_CACHE_SIZE = 10_000
+_wall_clock = time.time  # PyJWT checks `exp` against the wall clock; so does the cache (tests move it)
+
+
 class TokenSigner:
     """Issues and verifies RS256 access tokens; publishes the public key as a JWK with a `kid`."""
 
@@ -155,6 +162,7 @@ class TokenSigner:
         )
         self.kid = base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
         self.issuer, self.audience, self.ttl = issuer, audience, ttl
+        self._verified: OrderedDict[str, AccessClaims] = OrderedDict()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TokenSigner:
@@ -180,7 +188,26 @@ class TokenSigner:
         return token, int(self.ttl.total_seconds())
 
     def verify(self, token: str) -> AccessClaims:
-        """Verify signature, algorithm (RS256 only), issuer, audience, expiry and `typ`."""
+        """Verify signature, algorithm (RS256 only), issuer, audience, expiry and `typ`.
+
+        A token is immutable, so a successful verification is remembered (bounded LRU, keyed by the
+        exact token string); only the expiry is re-checked. Session revocation is checked elsewhere on
+        every request, so remembering a signature check never keeps a revoked session alive.
+        """
+        cached = self._verified.get(token)
+        if cached is not None:
+            if cached.expires_at.timestamp() + LEEWAY_SECONDS < _wall_clock():
+                self._verified.pop(token, None)
+                raise TokenExpired()
+            self._verified.move_to_end(token)
+            return cached
+        claims = self._verify_uncached(token)
+        self._verified[token] = claims
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return claims
+
+    def _verify_uncached(self, token: str) -> AccessClaims:
         try:
             # One parse for header and claims; the header's kid must name our key (rotation-ready).
             decoded = jwt.decode_complete(
@@ -190,7 +217,7 @@ class TokenSigner:
                 issuer=self.issuer,
                 audience=self.audience,
                 options={"require": ["exp", "iat", "sub", "sid", "jti", "iss", "aud", "typ"]},
-                leeway=5,
+                leeway=LEEWAY_SECONDS,
             )
         except jwt.ExpiredSignatureError:
             raise TokenExpired() from None

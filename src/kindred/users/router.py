@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from kindred.auth.dependencies import AuthServiceDep, CurrentUser
+from kindred.auth.dependencies import CurrentUser
+from kindred.auth.service import user_from_state
 from kindred.users.schemas import MeRead
 
 router = APIRouter(tags=["me"])
 
 
 @router.get("/me", response_model=MeRead)
-async def get_me(principal: CurrentUser, service: AuthServiceDep) -> MeRead:
-    return MeRead(user=service.me(principal))
+async def get_me(principal: CurrentUser) -> MeRead:
+    return MeRead(user=user_from_state(principal.state))
