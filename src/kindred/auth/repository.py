@@ -39,11 +39,18 @@ class AccountRepository:
         return name or ""
 
     # ------------------------------------------------------------------ sessions
-    async def add_session(self, auth_session: AuthSession, token: RefreshToken) -> None:
-        self.session.add(auth_session)
-        await self.session.flush()
-        self.session.add(token)
-        await self.session.flush()
+    def add_session(self, auth_session: AuthSession, token: RefreshToken) -> None:
+        # No flush: the commit inserts both, in foreign-key order, with the rest of the request's writes.
+        self.session.add_all([auth_session, token])
+
+    async def user_and_name_by_email(self, email: str) -> tuple[User, str] | None:
+        """Sign-in needs both; one round trip instead of two."""
+        row = (
+            await self.session.execute(
+                select(User, Profile.display_name).join(Profile, Profile.user_id == User.id).where(User.email == email)
+            )
+        ).first()
+        return (row[0], row[1]) if row else None
 
     async def session_with_user(self, session_id: uuid.UUID) -> tuple[AuthSession, User] | None:
         row = (

@@ -187,7 +187,7 @@ class AuthService:
             raise TokenInvalid()
         return row
 
-    async def _start_session(self, user: User) -> SignIn:
+    async def _start_session(self, user: User, display_name: str | None = None) -> SignIn:
         now = clock.now()
         auth_session = AuthSession(
             id=uuid.uuid4(),
@@ -197,7 +197,7 @@ class AuthService:
             user_agent=(self.meta.user_agent or "")[:255] or None,
         )
         refresh = new_token()
-        await self.repo.add_session(
+        self.repo.add_session(
             auth_session,
             RefreshToken(
                 session_id=auth_session.id, token_hash=hash_token(refresh), expires_at=auth_session.expires_at
@@ -205,7 +205,10 @@ class AuthService:
         )
         access, expires_in = self.signer.issue(user.id, auth_session.id, now)
         return SignIn(
-            user=await self._user_read(user), access_token=access, refresh_token=refresh, expires_in=expires_in
+            user=await self._user_read(user, display_name),
+            access_token=access,
+            refresh_token=refresh,
+            expires_in=expires_in,
         )
 
     async def _forget_sessions(self, session_ids: list[uuid.UUID]) -> None:
@@ -310,7 +313,8 @@ class AuthService:
             raise exc.AccountSuspended(user.suspended_until)
 
     async def login(self, *, email: str, password: str) -> SignIn:
-        user = await self.repo.user_by_email(email)
+        found = await self.repo.user_and_name_by_email(email)
+        user, display_name = found if found else (None, None)
         ok = await self.passwords.verify(user.password_hash if user else None, password)
         if user is None or not ok or user.status in {AccountStatus.banned, AccountStatus.deleted}:
             self._audit(
@@ -326,7 +330,7 @@ class AuthService:
         if self.passwords.needs_rehash(user.password_hash):
             user.password_hash = await self.passwords.hash(password)
         user.last_active_at = clock.now()
-        signin = await self._start_session(user)
+        signin = await self._start_session(user, display_name)
         self._audit("auth.signin", actor_id=user.id)
         return signin
 

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import secrets
 import time
 import uuid
@@ -15,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio
 import anyio.to_thread
 import jwt
 from argon2 import PasswordHasher, Type
@@ -35,14 +37,23 @@ class Passwords:
         self._hasher = PasswordHasher(
             time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=Type.ID
         )
+        # One hash per core at a time: more would only thrash the caches (each hash walks
+        # `memory_kib` of RAM) and make every login slower. Created lazily, inside the event loop.
+        self._slots = max(1, os.cpu_count() or 1)
+        self._limiter: anyio.CapacityLimiter | None = None
         # Verified against for unknown e-mail addresses so both failures cost the same.
         self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+
+    def _capacity(self) -> anyio.CapacityLimiter:
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self._slots)
+        return self._limiter
 
     def hash_sync(self, password: str) -> str:
         return self._hasher.hash(password)
 
     async def hash(self, password: str) -> str:
-        return await anyio.to_thread.run_sync(self._hasher.hash, password)
+        return await anyio.to_thread.run_sync(self._hasher.hash, password, limiter=self._capacity())
 
     def _verify(self, hashed: str, password: str) -> bool:
         try:
@@ -53,9 +64,9 @@ class Passwords:
     async def verify(self, hashed: str | None, password: str) -> bool:
         """Check `password`; with `hashed=None` burn the same time on a dummy hash and return False."""
         if hashed is None:
-            await anyio.to_thread.run_sync(self._verify, self._dummy, password)
+            await anyio.to_thread.run_sync(self._verify, self._dummy, password, limiter=self._capacity())
             return False
-        return await anyio.to_thread.run_sync(self._verify, hashed, password)
+        return await anyio.to_thread.run_sync(self._verify, hashed, password, limiter=self._capacity())
 
     def needs_rehash(self, hashed: str) -> bool:
         return self._hasher.check_needs_rehash(hashed)
