@@ -65,7 +65,7 @@ def request_meta(request: Request) -> RequestMeta:
     return RequestMeta(request_id=request_id(request), user_agent=request.headers.get("user-agent"))
 
 
-def get_auth_service(request: Request, session: SessionDep, outbox: OutboxDep) -> AuthService:
+async def get_auth_service(request: Request, session: SessionDep, outbox: OutboxDep) -> AuthService:
     state = request.app.state
     return AuthService(
         session,

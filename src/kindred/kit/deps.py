@@ -1,4 +1,8 @@
-"""Dependency aliases for resources the app's lifespan owns (so tests can swap them)."""
+"""Dependency aliases for resources the app's lifespan owns (so tests can swap them).
+
+Dependencies are `async def` even when they do no I/O: FastAPI runs plain `def` dependencies in a
+thread pool, a thread hop per dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -18,15 +22,15 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_cache(request: Request) -> Cache:
+async def get_cache(request: Request) -> Cache:
     return request.app.state.cache
 
 
-def get_outbox(request: Request, background: BackgroundTasks) -> Outbox:
+async def get_outbox(request: Request, background: BackgroundTasks) -> Outbox:
     """Emails queued here go out after the response, i.e. after the transaction committed."""
     outbox = Outbox(request.app.state.mailer)
     background.add_task(outbox.flush)
