@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -116,22 +115,8 @@ async def _flush_prefix(application: FastAPI) -> None:
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-        c.event_hooks["response"] = [_register_tokens]
+        c.event_hooks["response"] = [leaks.register_response_tokens]
         yield c
-
-
-async def _register_tokens(response: httpx.Response) -> None:
-    """Every token the API hands out becomes a canary the log scan looks for."""
-    if response.headers.get("content-type", "").startswith("application/json"):
-        await response.aread()
-        try:
-            body = response.json()
-        except json.JSONDecodeError:
-            return
-        if isinstance(body, dict):
-            for key in ("access_token", "refresh_token"):
-                if isinstance(body.get(key), str):
-                    leaks.canary(body[key])
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -31,20 +30,6 @@ class Running:
 StartApp = Callable[[Settings], Awaitable[Running]]
 
 
-async def _register_tokens(response: httpx.Response) -> None:
-    """Every token the API hands out becomes a canary the log scan looks for (as in the root conftest)."""
-    if response.headers.get("content-type", "").startswith("application/json"):
-        await response.aread()
-        try:
-            body = response.json()
-        except json.JSONDecodeError:
-            return
-        if isinstance(body, dict):
-            for key in ("access_token", "refresh_token"):
-                if isinstance(body.get(key), str):
-                    leaks.canary(body[key])
-
-
 @pytest.fixture
 async def start_app(stack: Stack, mail: MemoryEmailBackend) -> AsyncIterator[StartApp]:
     """`await start_app(settings)` → a created app with its lifespan running and a client on it.
@@ -62,7 +47,7 @@ async def start_app(stack: Stack, mail: MemoryEmailBackend) -> AsyncIterator[Sta
             client = await exits.enter_async_context(
                 httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=30)
             )
-            client.event_hooks["response"] = [_register_tokens]
+            client.event_hooks["response"] = [leaks.register_response_tokens]
             return Running(app=application, client=client)
 
         yield start

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
+
+import httpx
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}")
@@ -25,3 +28,17 @@ def scan(text: str) -> list[str]:
     found += [f"jwt:{m[:16]}…" for m in _JWT.findall(text)]
     found += [f"canary:{c[:4]}…" for c in _canaries if c in text]
     return found
+
+
+async def register_response_tokens(response: httpx.Response) -> None:
+    """httpx response hook: every token the API hands out becomes a canary the log scan looks for."""
+    if response.headers.get("content-type", "").startswith("application/json"):
+        await response.aread()
+        try:
+            body = response.json()
+        except json.JSONDecodeError:
+            return
+        if isinstance(body, dict):
+            for key in ("access_token", "refresh_token"):
+                if isinstance(body.get(key), str):
+                    canary(body[key])

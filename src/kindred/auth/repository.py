@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, select, update
+from sqlalchemy import CursorResult, Result, and_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kindred.models import AuthSession, BannedEmail, EmailToken, Profile, RefreshToken, User
@@ -91,12 +92,12 @@ class AccountRepository:
         return (row[0], row[1], row[2]) if row else None
 
     async def revoke_session(self, session_id: uuid.UUID, now: datetime, reason: str) -> bool:
-        result: CursorResult = await self.session.execute(  # type: ignore[assignment]
+        result = await self.session.execute(
             update(AuthSession)
             .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
             .values(revoked_at=now, revoke_reason=reason)
         )
-        return result.rowcount == 1
+        return _rowcount(result) == 1
 
     async def revoke_user_sessions(
         self, user_id: uuid.UUID, now: datetime, reason: str, *, except_session: uuid.UUID | None = None
@@ -123,12 +124,12 @@ class AccountRepository:
 
     async def spend_refresh_token(self, token_id: uuid.UUID, now: datetime) -> bool:
         """Atomically mark a refresh token spent. Exactly one concurrent caller gets True."""
-        result: CursorResult = await self.session.execute(  # type: ignore[assignment]
+        result = await self.session.execute(
             update(RefreshToken)
             .where(RefreshToken.id == token_id, RefreshToken.spent_at.is_(None))
             .values(spent_at=now)
         )
-        return result.rowcount == 1
+        return _rowcount(result) == 1
 
     async def refresh_token_spent_at(self, token_id: uuid.UUID) -> datetime | None:
         return await self.session.scalar(
@@ -151,10 +152,10 @@ class AccountRepository:
 
     async def use_email_token(self, token_id: uuid.UUID, now: datetime) -> bool:
         """Single use: only one caller can ever mark a token used."""
-        result: CursorResult = await self.session.execute(  # type: ignore[assignment]
+        result = await self.session.execute(
             update(EmailToken).where(EmailToken.id == token_id, EmailToken.used_at.is_(None)).values(used_at=now)
         )
-        return result.rowcount == 1
+        return _rowcount(result) == 1
 
     async def expire_email_tokens(self, user_id: uuid.UUID, purpose: str, now: datetime) -> None:
         await self.session.execute(
@@ -162,3 +163,8 @@ class AccountRepository:
             .where(EmailToken.user_id == user_id, EmailToken.purpose == purpose, EmailToken.used_at.is_(None))
             .values(used_at=now)
         )
+
+
+def _rowcount(result: Result[Any]) -> int:
+    """Rows matched by an UPDATE (DML statements return a CursorResult)."""
+    return cast(CursorResult[Any], result).rowcount

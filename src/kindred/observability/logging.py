@@ -51,6 +51,9 @@ _SHARED: list[Any] = [
 ]
 
 
+_HANDLER_NAME = "kindred"
+
+
 def formatter(fmt: str) -> logging.Formatter:
     renderer: Any = (
         structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
@@ -78,7 +81,7 @@ def configure_logging(
     )
     root = logging.getLogger()
     for handler in list(root.handlers):
-        if getattr(handler, "_kindred", False):
+        if handler.get_name() == _HANDLER_NAME:  # ours from an earlier call: replace, don't stack
             root.removeHandler(handler)
             handler.close()
     handlers: list[logging.Handler] = [logging.StreamHandler(stream or sys.stdout)]
@@ -86,7 +89,7 @@ def configure_logging(
         handlers.append(logging.handlers.RotatingFileHandler(log_file, maxBytes=50 * 2**20, backupCount=5))
     for handler in handlers:
         handler.setFormatter(formatter(fmt))
-        handler._kindred = True  # type: ignore[attr-defined]
+        handler.set_name(_HANDLER_NAME)
         root.addHandler(handler)
     root.setLevel(level.upper())
     # uvicorn's own access log would duplicate ours (and log query strings); its error log is useful.
