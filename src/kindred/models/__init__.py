@@ -3,7 +3,9 @@
 from kindred.models.audit import AuditEntry
 from kindred.models.auth import AuthSession, EmailToken, RefreshToken, TokenPurpose
 from kindred.models.base import Base, utcnow
-from kindred.models.users import AccountStatus, BannedEmail, Profile, Role, Tier, User
+from kindred.models.dating import Boost, Match, Photo, PhotoStatus, Swipe, SwipeAction
+from kindred.models.safety import Block, ModerationItem, Report, ReportReason
+from kindred.models.users import AccountStatus, BannedEmail, Gender, Profile, Role, Tier, User
 
 __all__ = [
     "AccountStatus",
@@ -11,10 +13,21 @@ __all__ = [
     "AuthSession",
     "BannedEmail",
     "Base",
+    "Block",
+    "Boost",
     "EmailToken",
+    "Gender",
+    "Match",
+    "ModerationItem",
+    "Photo",
+    "PhotoStatus",
     "Profile",
     "RefreshToken",
+    "Report",
+    "ReportReason",
     "Role",
+    "Swipe",
+    "SwipeAction",
     "Tier",
     "TokenPurpose",
     "User",

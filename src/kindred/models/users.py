@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Date, ForeignKey, String
+from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from kindred.models.base import Base, created_at_column, utcnow, uuid_pk
@@ -52,11 +53,46 @@ class User(Base):
     profile: Mapped[Profile] = relationship(back_populates="user", lazy="raise", uselist=False)
 
 
+class Gender(StrEnum):
+    woman = "woman"
+    man = "man"
+    nonbinary = "nonbinary"
+
+
 class Profile(Base):
+    """What others may see of a person (as a Card), their preferences, and their private location.
+
+    `lat`/`lng` are exact and never leave the service except in the owner's export; `cell_lat`/`cell_lng`
+    are the same point snapped to a ~1 km grid, the only position distances and the distance filter use.
+    """
+
     __tablename__ = "profiles"
+    __table_args__ = (Index("ix_profiles_discovery", "show_me", "gender", "cell_lat", "cell_lng"),)
 
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     display_name: Mapped[str] = mapped_column(String(50))
+    bio: Mapped[str] = mapped_column(Text, default="")
+    gender: Mapped[str | None] = mapped_column(String(16))
+    interested_in: Mapped[list[str]] = mapped_column(JSON, default=list)
+    age_min: Mapped[int] = mapped_column(Integer, default=18)
+    age_max: Mapped[int] = mapped_column(Integer, default=100)
+    max_distance_km: Mapped[int] = mapped_column(Integer, default=50)
+    interests: Mapped[list[str]] = mapped_column(JSON, default=list)
+    prompts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    height_cm: Mapped[int | None] = mapped_column(Integer)
+    job_title: Mapped[str | None] = mapped_column(String(100))
+    school: Mapped[str | None] = mapped_column(String(100))
+    show_me: Mapped[bool] = mapped_column(Boolean, default=True)
+    incognito: Mapped[bool] = mapped_column(Boolean, default=False)
+    hide_presence: Mapped[bool] = mapped_column(Boolean, default=False)
+    verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    hidden_pending_review: Mapped[bool] = mapped_column(Boolean, default=False)
+    lat: Mapped[float | None] = mapped_column(Float)
+    lng: Mapped[float | None] = mapped_column(Float)
+    cell_lat: Mapped[float | None] = mapped_column(Float)
+    cell_lng: Mapped[float | None] = mapped_column(Float)
+    location_updated_at: Mapped[datetime | None]
+    boost_until: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     user: Mapped[User] = relationship(back_populates="profile", lazy="raise")
