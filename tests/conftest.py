@@ -16,7 +16,7 @@ from kindred.app import create_app
 from kindred.kit.email import MemoryEmailBackend
 from kindred.observability.logging import configure_logging
 from kindred.settings import Settings
-from tests.support import leaks
+from tests.support import exposure, leaks
 from tests.support.stack import Stack, build_stack, create_database, drop_database, truncate_all, worker_id
 
 # ---------------------------------------------------------------------------------------------- logging
@@ -36,11 +36,14 @@ def _no_secrets_in_logs(request: pytest.FixtureRequest) -> Iterator[None]:
     _LOG_BUFFER.seek(0)
     _LOG_BUFFER.truncate()
     leaks.reset()
+    exposure.reset()
     yield
     if request.node.get_closest_marker("leaks_expected"):
         return
     found = leaks.scan(_LOG_BUFFER.getvalue())
     assert not found, f"personal data or secrets in the log output: {found[:5]}"
+    shown = exposure.found()
+    assert not shown, f"a response showed coordinates, a birthdate or someone's email: {shown[:5]}"
 
 
 # ---------------------------------------------------------------------------------------------- stack

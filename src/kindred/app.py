@@ -20,9 +20,13 @@ from kindred.kit.cache import create_cache
 from kindred.kit.db import Database
 from kindred.kit.email import EmailBackend, Mailer, create_email_backend
 from kindred.kit.handlers import COMMON_ERROR_RESPONSES, install_error_handlers
+from kindred.kit.media import MEDIA_SIGNER, MediaSigner
 from kindred.kit.security import Passwords, TokenSigner
+from kindred.kit.storage import create_storage
 from kindred.middleware.request_context import RequestContextMiddleware
 from kindred.observability.logging import get_logger
+from kindred.photos.router import media_router
+from kindred.photos.router import router as photos_router
 from kindred.settings import Settings, load_settings
 from kindred.users.router import router as me_router
 
@@ -55,6 +59,10 @@ def create_app(settings: Settings | None = None, *, email_backend: EmailBackend 
         state.mailer = Mailer(backend)
         if settings.storage_backend == "local" and settings.storage_path is not None:
             settings.storage_path.mkdir(parents=True, exist_ok=True)
+        state.storage = create_storage(settings)
+        state.media_signer = MediaSigner.from_settings(settings)
+        # Sessions carry the signer so photos_for(session, ...) can sign URLs from any domain (Me, Cards).
+        state.db.sessionmaker.configure(info={MEDIA_SIGNER: state.media_signer})
         state.started = True
         log.info(
             "app.started", environment=settings.environment.value, database=state.db.dialect, cache=state.cache.mode
@@ -63,6 +71,7 @@ def create_app(settings: Settings | None = None, *, email_backend: EmailBackend 
             yield
         finally:
             state.draining = True
+            await state.storage.close()
             await state.cache.close()
             await state.mailer.close()
             await state.db.dispose()
@@ -93,7 +102,9 @@ def create_app(settings: Settings | None = None, *, email_backend: EmailBackend 
     api = APIRouter(prefix=API_PREFIX, responses=COMMON_ERROR_RESPONSES)
     api.include_router(auth_router)
     api.include_router(me_router)
+    api.include_router(photos_router)
     app.include_router(api)
+    app.include_router(media_router)
     app.include_router(health_router)
     _mount_docs(app)
     return app

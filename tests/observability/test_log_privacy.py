@@ -90,3 +90,13 @@ def test_the_leak_detector_finds_emails_jwts_and_canaries() -> None:
     assert any(f.startswith("jwt:") for f in found)
     assert any(f.startswith("canary:") for f in found)
     assert leaks.scan('{"event": "http.request", "status": 200}') == []
+
+
+def test_the_exposure_walker_finds_coordinates_birthdates_and_foreign_emails() -> None:
+    from tests.support import exposure
+
+    exposure.reset()
+    exposure.inspect("GET", "/x", {"user": {"email": "own@example.com"}, "items": [{"lat": 1, "birthdate": "x"}]})
+    exposure.inspect("GET", "/y", {"items": [{"email": "other@example.com"}]})
+    assert exposure.found() == ["GET /x: items.[].lat", "GET /x: items.[].birthdate", "GET /y: items.[].email"]
+    exposure.reset()

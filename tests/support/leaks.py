@@ -7,6 +7,8 @@ import re
 
 import httpx
 
+from tests.support import exposure
+
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}")
 _canaries: set[str] = set()
@@ -31,13 +33,15 @@ def scan(text: str) -> list[str]:
 
 
 async def register_response_tokens(response: httpx.Response) -> None:
-    """httpx response hook: every token the API hands out becomes a canary the log scan looks for."""
+    """httpx response hook: every token the API hands out becomes a canary the log scan looks for, and
+    every body is checked for data nobody may be shown (tests/support/exposure.py)."""
     if response.headers.get("content-type", "").startswith("application/json"):
         await response.aread()
         try:
             body = response.json()
         except json.JSONDecodeError:
             return
+        exposure.inspect(response.request.method, response.request.url.path, body)
         if isinstance(body, dict):
             for key in ("access_token", "refresh_token"):
                 if isinstance(body.get(key), str):

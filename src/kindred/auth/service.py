@@ -217,11 +217,7 @@ class AuthService:
             after_commit(self.session, lambda: session_state.mark_revoked(cache, session_ids, ttl))
 
     async def _forget_user(self, user_id: uuid.UUID) -> None:
-        """After commit, drop the cached state of every live session of this user (their fields changed)."""
-        ids = await self.repo.live_session_ids(user_id)
-        if ids:
-            cache = self.cache
-            after_commit(self.session, lambda: session_state.forget(cache, ids))
+        await forget_user_sessions(self.session, self.cache, user_id)
 
     async def _revoke_all(self, user_id: uuid.UUID, reason: str, *, keep: uuid.UUID | None = None) -> None:
         ids = await self.repo.revoke_user_sessions(user_id, clock.now(), reason, except_session=keep)
@@ -501,6 +497,13 @@ class AuthService:
         if user is None:
             raise SessionRevoked()
         return user
+
+
+async def forget_user_sessions(session: AsyncSession, cache: Cache, user_id: uuid.UUID) -> None:
+    """After commit, drop the cached state of every live session of this user (their fields changed)."""
+    ids = await AccountRepository(session).live_session_ids(user_id)
+    if ids:
+        after_commit(session, lambda: session_state.forget(cache, ids))
 
 
 def user_from_state(state: SessionState) -> UserRead:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import os
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -125,16 +124,17 @@ async def _check_cache(request: Request) -> dict[str, Any]:
     }
 
 
-def _check_storage(request: Request) -> dict[str, Any]:
-    settings = request.app.state.settings
+async def _check_storage(request: Request) -> dict[str, Any]:
+    storage = request.app.state.storage
     started = time.perf_counter()
-    path = settings.storage_path
-    ok = path is not None and path.is_dir() and os.access(path, os.W_OK)
-    return {
-        "status": "ok" if ok else "error",
-        "backend": settings.storage_backend,
-        "response_time_ms": round((time.perf_counter() - started) * 1000, 2),
-    }
+    body: dict[str, Any] = {"status": "ok", "backend": storage.name}
+    try:
+        async with asyncio.timeout(3):
+            await storage.ping()
+    except Exception as exc:
+        body.update(status="error", error=type(exc).__name__)
+    body["response_time_ms"] = round((time.perf_counter() - started) * 1000, 2)
+    return body
 
 
 @router.get(
@@ -143,11 +143,13 @@ def _check_storage(request: Request) -> dict[str, Any]:
 async def health_detailed(request: Request) -> JSONResponse:
     if not _internal_allowed(request):
         return _forbidden(request)
-    database, cache = await asyncio.gather(_check_database(request), _check_cache(request))
+    database, cache, storage = await asyncio.gather(
+        _check_database(request), _check_cache(request), _check_storage(request)
+    )
     checks = {
         "database": database,
         "cache": cache,
-        "storage": _check_storage(request),
+        "storage": storage,
         "backup": {"status": "not_configured", "last_verified_at": None},
     }
     failed = database["status"] == "error"

@@ -1,0 +1,1 @@
+"""Profile photos: upload, reorder, delete, and signed media URLs."""
