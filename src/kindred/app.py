@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from kindred.auth.router import router as auth_router
+from kindred.discovery.router import router as discovery_router
 from kindred.health.router import router as health_router
 from kindred.kit.cache import create_cache
 from kindred.kit.db import Database
@@ -27,6 +28,7 @@ from kindred.middleware.request_context import RequestContextMiddleware
 from kindred.observability.logging import get_logger
 from kindred.photos.router import media_router
 from kindred.photos.router import router as photos_router
+from kindred.safety.router import router as safety_router
 from kindred.settings import Settings, load_settings
 from kindred.users.router import router as me_router
 
@@ -103,6 +105,8 @@ def create_app(settings: Settings | None = None, *, email_backend: EmailBackend 
     api.include_router(auth_router)
     api.include_router(me_router)
     api.include_router(photos_router)
+    api.include_router(discovery_router)
+    api.include_router(safety_router)
     app.include_router(api)
     app.include_router(media_router)
     app.include_router(health_router)

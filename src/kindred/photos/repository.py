@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kindred.models import Photo, User
+from kindred.models import Photo, PhotoStatus, User
 
 
 class PhotoRepository:
@@ -28,6 +28,16 @@ class PhotoRepository:
             select(Photo).where(Photo.user_id == user_id).order_by(Photo.position, Photo.created_at)
         )
         return result.all()
+
+    async def approved_photos_of_users(self, user_ids: Sequence[uuid.UUID]) -> Sequence[Photo]:
+        if not user_ids:
+            return []
+        query = (
+            select(Photo)
+            .where(Photo.user_id.in_(user_ids), Photo.status == PhotoStatus.approved.value)
+            .order_by(Photo.user_id, Photo.position)
+        )
+        return (await self.session.scalars(query)).all()
 
     async def photo_of(self, user_id: uuid.UUID, photo_id: uuid.UUID) -> Photo | None:
         return await self.session.scalar(select(Photo).where(Photo.id == photo_id, Photo.user_id == user_id))

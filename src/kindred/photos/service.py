@@ -70,6 +70,17 @@ async def photos_for(
     return [photo_read(photo, signer, now) for photo in photos]
 
 
+async def approved_photos_for_users(
+    session: AsyncSession, user_ids: list[uuid.UUID], *, now: datetime
+) -> dict[uuid.UUID, list[PhotoRead]]:
+    """Approved photos of many people in one query (Cards): what others may see of them, in order."""
+    signer = session_signer(session)
+    result: dict[uuid.UUID, list[PhotoRead]] = {user_id: [] for user_id in user_ids}
+    for photo in await PhotoRepository(session).approved_photos_of_users(user_ids):
+        result[photo.user_id].append(photo_read(photo, signer, now))
+    return result
+
+
 def session_signer(session: AsyncSession) -> MediaSigner:
     signer = session.info.get(MEDIA_SIGNER)
     if not isinstance(signer, MediaSigner):
