@@ -20,8 +20,9 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	@touch $(STAMP)
 
-run: install ## migrate, create dev keys, and serve the API on HOST:PORT (default 127.0.0.1:8000)
+run: install ## migrate, seed demo data on first run, and serve the API on HOST:PORT (default 127.0.0.1:8000)
 	@$(BIN)/kindred migrate
+	@$(BIN)/kindred seed-demo --if-empty --users 300
 	@exec $(BIN)/kindred serve
 
 test: install ## run the whole suite (embedded stack, or PostgreSQL/Redis via TEST_DATABASE_URL/TEST_REDIS_URL)

@@ -120,6 +120,27 @@ def create_admin(
     typer.echo(f"{'created' if created else 'promoted'} {role.value} account")
 
 
+@app.command("seed-demo")
+def seed_demo(
+    users: Annotated[int, typer.Option(min=0, max=1_000_000, help="How many demo members to add.")] = 200,
+    if_empty: Annotated[bool, typer.Option("--if-empty", help="Only seed a database with no users yet.")] = False,
+) -> None:
+    """Demo members (verified, with profiles and locations) around a few cities, plus a demo login."""
+    from kindred.ops.seed import seed_demo as run
+
+    settings = _settings()
+    try:
+        result = asyncio.run(run(settings, users, if_empty=if_empty))
+    except ValueError as exc:
+        typer.echo(f"kindred: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if result is None:
+        typer.echo("database already has users; demo data not added")
+        return
+    typer.echo(f"added {result.users} demo members")
+    typer.echo(f"demo login: {result.demo_email} / {result.demo_password}")
+
+
 @keys_app.command("generate")
 def keys_generate(
     directory: Annotated[Path, typer.Option("--dir", help="Where to write jwt_private.pem and jwt_public.pem.")] = Path(
