@@ -22,6 +22,26 @@ async def test_seeded_demo_login_sees_people_nearby(client: httpx.AsyncClient, s
     page = (await client.get("/api/v1/discover", params={"limit": 50}, headers=headers)).json()
     assert len(page["items"]) >= 5
     assert all(21 <= card["age"] <= 46 and card["distance_km"] >= 1 for card in page["items"])
+    assert all(1 <= len(card["photos"]) <= 3 for card in page["items"])
+    image = await client.get(page["items"][0]["photos"][0]["urls"]["thumb"])
+    assert image.status_code == 200 and image.headers["content-type"] == "image/webp"
+
+
+async def test_deleting_a_shared_demo_photo_keeps_the_files_others_use(
+    client: httpx.AsyncClient, settings: Settings, app: object
+) -> None:
+    leaks.canary(DEMO_PASSWORD)
+    await seed_demo(settings, 30)
+    member = await client.post(
+        "/api/v1/auth/login", json={"email": "demo.member1@example.com", "password": DEMO_PASSWORD}
+    )
+    headers = {"Authorization": f"Bearer {member.json()['access_token']}"}
+    me = (await client.get("/api/v1/me", headers=headers)).json()
+    photo = me["photos"][0]
+    assert (await client.delete(f"/api/v1/me/photos/{photo['id']}", headers=headers)).status_code == 204
+    assert settings.storage_path is not None
+    stored = {path.name for path in settings.storage_path.iterdir()}
+    assert {f"demo{n:02d}_thumb.webp" for n in range(8)} <= stored
 
 
 async def test_if_empty_adds_nothing_to_a_database_with_users(settings: Settings, app: object) -> None:

@@ -26,7 +26,8 @@ class Photo(Base):
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default=PhotoStatus.approved.value, index=True)
-    storage_key: Mapped[str] = mapped_column(String(64), unique=True)
+    # Not unique: demo data shares a few stored images; files are deleted only with their last photo row.
+    storage_key: Mapped[str] = mapped_column(String(64), index=True)
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = created_at_column()

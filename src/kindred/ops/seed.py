@@ -1,7 +1,12 @@
-"""`kindred seed-demo`: realistic verified demo members around a few cities, inserted in bulk."""
+"""`kindred seed-demo`: realistic verified demo members with photos around a few cities, inserted in bulk.
+
+Members share a small set of demo photos rendered once through the real photo pipeline (a photo's files are
+deleted only with the last row using them), and one precomputed password hash.
+"""
 
 from __future__ import annotations
 
+import io
 import math
 import random
 import uuid
@@ -14,7 +19,7 @@ from sqlalchemy import func, insert, select
 from kindred.kit import clock
 from kindred.kit.db import Database
 from kindred.kit.security import Passwords
-from kindred.models import Profile, User
+from kindred.models import Photo, Profile, User
 from kindred.profiles import geo
 from kindred.settings import Settings
 
@@ -49,6 +54,55 @@ BIOS = [
     "Architect who notices every doorway. Ask me about brutalism.",
     "",
 ]
+
+
+DEMO_PHOTOS = 8
+PALETTES = [
+    ((250, 200, 180), (120, 60, 90)), ((180, 220, 250), (40, 70, 130)), ((200, 240, 200), (50, 110, 70)),
+    ((250, 230, 170), (150, 90, 30)), ((230, 200, 250), (90, 50, 140)), ((250, 190, 200), (140, 40, 60)),
+    ((190, 240, 240), (30, 110, 120)), ((235, 235, 235), (70, 70, 80)),
+]  # fmt: skip
+
+
+def _demo_image(index: int) -> bytes:
+    """An abstract portrait-shaped placeholder: a soft gradient with a head-and-shoulders silhouette."""
+    from PIL import Image, ImageDraw, ImageFilter
+
+    light, dark = PALETTES[index % len(PALETTES)]
+    width, height = 1200, 1500
+    img = Image.new("RGB", (width, height))
+    draw = ImageDraw.Draw(img)
+    for y in range(height):
+        t = y / height
+        draw.line([(0, y), (width, y)], fill=tuple(int(light[c] * (1 - t) + dark[c] * t) for c in range(3)))
+    shade = tuple(max(0, c - 40) for c in dark)
+    draw.ellipse((400, 380, 800, 820), fill=shade)
+    draw.ellipse((220, 860, 980, 1700), fill=shade)
+    img = img.filter(ImageFilter.GaussianBlur(6))
+    buffer = io.BytesIO()
+    img.save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+async def _store_demo_photos(settings: Settings) -> list[tuple[str, int, int]]:
+    """Render the shared demo set through the real photo pipeline once; returns (storage_key, w, h)."""
+    from kindred.kit.storage import create_storage
+    from kindred.photos import imaging
+    from kindred.photos.service import file_key
+
+    storage = create_storage(settings)
+    stored = []
+    try:
+        for index in range(DEMO_PHOTOS):
+            rendered = imaging.render(_demo_image(index), "JPEG")
+            key = f"demo{index:02d}"
+            for rendition in rendered.renditions:
+                await storage.put(file_key(key, rendition.name), rendition.data, imaging.OUTPUT_CONTENT_TYPE)
+            large = next(r for r in rendered.renditions if r.name == "large")
+            stored.append((key, large.width, large.height))
+    finally:
+        await storage.close()
+    return stored
 
 
 @dataclass(frozen=True)
@@ -105,9 +159,11 @@ async def seed_demo(settings: Settings, users: int, *, if_empty: bool = False, s
         raise ValueError("seed-demo never runs in production")
     db = Database(settings)
     try:
-        async with db.sessionmaker() as session, session.begin():
+        async with db.sessionmaker() as session:
             if if_empty and (await session.scalar(select(func.count()).select_from(User))):
                 return None
+        photos = await _store_demo_photos(settings)
+        async with db.sessionmaker() as session, session.begin():
             rng = random.Random(seed)
             # One hash for everyone: hashing 20k passwords would take minutes and prove nothing.
             password_hash = Passwords(settings.argon2_memory_kib, settings.argon2_time_cost).hash_sync(DEMO_PASSWORD)
@@ -116,6 +172,7 @@ async def seed_demo(settings: Settings, users: int, *, if_empty: bool = False, s
             cities = list(CITIES.values())
             batch_users: list[dict[str, Any]] = []
             batch_profiles: list[dict[str, Any]] = []
+            batch_photos: list[dict[str, Any]] = []
             demo = await session.scalar(select(User.id).where(User.email == DEMO_EMAIL))
             if demo is None:
                 user, profile = _person(rng, 0, cities[0], password_hash, today)
@@ -129,17 +186,22 @@ async def seed_demo(settings: Settings, users: int, *, if_empty: bool = False, s
                 user, profile = _person(rng, start + n + 1, cities[n % len(cities)], password_hash, today)
                 batch_users.append(user)
                 batch_profiles.append(profile)
+                for position, (key, width, height) in enumerate(rng.sample(photos, rng.randint(1, 3))):
+                    batch_photos.append(
+                        {"id": uuid.uuid4(), "user_id": user["id"], "position": position, "status": "approved",
+                         "storage_key": key, "width": width, "height": height, "created_at": user["created_at"]}
+                    )  # fmt: skip
                 if len(batch_users) >= 2000:
-                    await _flush(session, batch_users, batch_profiles)
-            await _flush(session, batch_users, batch_profiles)
+                    await _flush(session, batch_users, batch_profiles, batch_photos)
+            await _flush(session, batch_users, batch_profiles, batch_photos)
         return SeedResult(users=users, demo_email=DEMO_EMAIL, demo_password=DEMO_PASSWORD)
     finally:
         await db.dispose()
 
 
-async def _flush(session: Any, users: list[dict[str, Any]], profiles: list[dict[str, Any]]) -> None:
-    if users:
-        await session.execute(insert(User), users)
-        await session.execute(insert(Profile), profiles)
-        users.clear()
-        profiles.clear()
+async def _flush(session: Any, *batches: list[dict[str, Any]]) -> None:
+    """Bulk insert users, profiles and photos (in foreign-key order), then empty the batches."""
+    for model, rows in zip((User, Profile, Photo), batches, strict=True):
+        if rows:
+            await session.execute(insert(model), rows)
+            rows.clear()

@@ -39,6 +39,9 @@ class PhotoRepository:
         )
         return (await self.session.scalars(query)).all()
 
+    async def storage_key_in_use(self, storage_key: str) -> bool:
+        return await self.session.scalar(select(Photo.id).where(Photo.storage_key == storage_key).limit(1)) is not None
+
     async def photo_of(self, user_id: uuid.UUID, photo_id: uuid.UUID) -> Photo | None:
         return await self.session.scalar(select(Photo).where(Photo.id == photo_id, Photo.user_id == user_id))
 

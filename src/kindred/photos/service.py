@@ -186,8 +186,10 @@ class PhotoService:
         await self.repo.set_positions(
             user_id, {p.id: index for index, p in enumerate(remaining) if p.position != index}
         )
-        # Files go only once the row is gone for good: a rolled-back delete keeps a working photo.
-        after_commit(self.session, functools.partial(self.storage.delete, *file_keys(photo.storage_key)))
+        # Files go only once the row is gone for good (a rolled-back delete keeps a working photo), and only
+        # with the last row that uses them (demo members share a few stored images).
+        if not await self.repo.storage_key_in_use(photo.storage_key):
+            after_commit(self.session, functools.partial(self.storage.delete, *file_keys(photo.storage_key)))
         log.info("photo.deleted", user_id=str(user_id), photo_id=str(photo_id))
 
 
