@@ -24,12 +24,14 @@ from kindred.kit.handlers import COMMON_ERROR_RESPONSES, install_error_handlers
 from kindred.kit.media import MEDIA_SIGNER, MediaSigner
 from kindred.kit.security import Passwords, TokenSigner
 from kindred.kit.storage import create_storage
+from kindred.matches.router import router as matches_router
 from kindred.middleware.request_context import RequestContextMiddleware
 from kindred.observability.logging import get_logger
 from kindred.photos.router import media_router
 from kindred.photos.router import router as photos_router
 from kindred.safety.router import router as safety_router
 from kindred.settings import Settings, load_settings
+from kindred.swipes.router import router as swipes_router
 from kindred.users.router import router as me_router
 
 log = get_logger(__name__)
@@ -107,6 +109,8 @@ def create_app(settings: Settings | None = None, *, email_backend: EmailBackend 
     api.include_router(photos_router)
     api.include_router(discovery_router)
     api.include_router(safety_router)
+    api.include_router(swipes_router)
+    api.include_router(matches_router)
     app.include_router(api)
     app.include_router(media_router)
     app.include_router(health_router)

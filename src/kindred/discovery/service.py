@@ -34,7 +34,8 @@ class DiscoveryService:
             raise SessionRevoked()
         return viewer
 
-    async def _cards(self, rows: list[CandidateRow], now: datetime) -> list[Card]:
+    async def cards_for(self, rows: list[CandidateRow], now: datetime) -> list[Card]:
+        """Cards for rows of people, photos loaded in one query (the one Card builder, also for matches)."""
         photos = await approved_photos_for_users(self.session, [row.user_id for row in rows], now=now)
         return [
             Card(
@@ -70,7 +71,7 @@ class DiscoveryService:
         rows = await self.repo.candidates(viewer, as_of=as_of, limit=limit + 1, after=after)
         page, more = rows[:limit], len(rows) > limit
         next_cursor = encode_cursor(as_of.isoformat(), page[-1].rank, page[-1].user_id) if more else None
-        return CardPage(items=await self._cards(page, now), next_cursor=next_cursor)
+        return CardPage(items=await self.cards_for(page, now), next_cursor=next_cursor)
 
     async def card(self, principal: Principal, other_id: uuid.UUID) -> Card:
         """A match, someone who liked me, or a compatible visible candidate; else 404 (never say why)."""
@@ -90,4 +91,4 @@ class DiscoveryService:
             row = await self.repo.card_row(viewer, other_id, now)
         if row is None:
             raise UserNotFound()
-        return (await self._cards([row], now))[0]
+        return (await self.cards_for([row], now))[0]

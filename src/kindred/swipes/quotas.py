@@ -59,8 +59,8 @@ def entitlements(tier: str) -> EntitlementsRead:
     )  # fmt: skip
 
 
-async def quotas(session: AsyncSession, user_id: uuid.UUID, tier: str, now: datetime) -> QuotasRead:
-    """Remaining likes and superlikes in the rolling window; `resets_at` is when the oldest use expires."""
+async def _usage(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> dict[str, tuple[int, datetime]]:
+    """Likes and superlikes used in the rolling window: action -> (count, oldest use)."""
     since = now - WINDOW
     rows = (
         await session.execute(
@@ -73,7 +73,12 @@ async def quotas(session: AsyncSession, user_id: uuid.UUID, tier: str, now: date
             .group_by(Swipe.action)
         )
     ).all()
-    used = {action: (count, oldest) for action, count, oldest in rows}
+    return {action: (count, oldest) for action, count, oldest in rows}
+
+
+async def quotas(session: AsyncSession, user_id: uuid.UUID, tier: str, now: datetime) -> QuotasRead:
+    """Remaining likes and superlikes in the rolling window; `resets_at` is when the oldest use expires."""
+    used = await _usage(session, user_id, now)
     plan = plan_for(tier)
     likes_used, likes_oldest = used.get(SwipeAction.like.value, (0, None))
     supers_used, supers_oldest = used.get(SwipeAction.superlike.value, (0, None))
@@ -83,3 +88,25 @@ async def quotas(session: AsyncSession, user_id: uuid.UUID, tier: str, now: date
         superlikes_remaining=max(plan.superlikes_per_day - supers_used, 0),
         resets_at=(min(oldest) + WINDOW) if oldest else None,
     )
+
+
+async def exhausted_until(
+    session: AsyncSession, user_id: uuid.UUID, tier: str, action: str, now: datetime
+) -> datetime | None:
+    """When `action` is used up: the moment its oldest use in the window expires; else None (may go ahead).
+
+    Passes are never limited. Call with the swiper's row locked so concurrent likes see each other.
+    """
+    plan = plan_for(tier)
+    if action == SwipeAction.like.value:
+        limit = plan.likes_per_day
+    elif action == SwipeAction.superlike.value:
+        limit = plan.superlikes_per_day
+    else:
+        return None
+    if limit is None:
+        return None
+    count, oldest = (await _usage(session, user_id, now)).get(action, (0, None))
+    if count < limit:
+        return None
+    return (oldest + WINDOW) if oldest is not None else now + WINDOW

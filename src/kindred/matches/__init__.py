@@ -1,0 +1,1 @@
+"""Matches: made by a mutual like, listed by newest activity, ended by unmatching."""
