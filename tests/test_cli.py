@@ -116,3 +116,22 @@ def test_production_without_configuration_exits_2_listing_every_problem(monkeypa
     assert result.exit_code == 2
     for name in ("DATABASE_URL", "JWT_PRIVATE_KEY", "SECRET_KEY", "MEDIA_URL_SECRET", "FRONTEND_URL", "EMAIL_BACKEND"):
         assert name in result.output
+
+
+def test_set_tier_makes_a_member_premium_and_is_audited(cli_env: Settings) -> None:
+    email = leaks.canary("tier.person@example.com")
+    assert runner.invoke(cli, ["create-admin", "--email", email, "--password", STAFF_PASSWORD]).exit_code == 0
+    result = runner.invoke(cli, ["set-tier", email, "premium"])
+    assert result.exit_code == 0, result.output
+    user, actions = _staff(cli_env, email)
+    assert user is not None and user.tier == "premium"
+    assert "admin.tier_set" in actions
+
+
+def test_set_tier_for_an_unknown_address_fails(cli_env: Settings) -> None:
+    result = runner.invoke(cli, ["set-tier", "nobody.here@example.com", "premium"])
+    assert result.exit_code == 1
+
+
+def test_set_tier_refuses_an_unknown_tier(cli_env: Settings) -> None:
+    assert runner.invoke(cli, ["set-tier", "x@example.com", "gold"]).exit_code == 2

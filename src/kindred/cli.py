@@ -120,6 +120,26 @@ def create_admin(
     typer.echo(f"{'created' if created else 'promoted'} {role.value} account")
 
 
+class TierName(StrEnum):
+    free = "free"
+    premium = "premium"
+
+
+@app.command("set-tier")
+def set_tier(
+    email: Annotated[str, typer.Argument(help="The member's email address.")],
+    tier: Annotated[TierName, typer.Argument(help="free or premium.")],
+) -> None:
+    """Operator override of a member's tier (audited)."""
+    from kindred.ops.accounts import set_tier as run
+
+    settings = _settings()
+    if not asyncio.run(run(settings, email=email, tier=tier.value)):
+        typer.echo("kindred: no account with that email address", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"tier set to {tier.value}")
+
+
 @app.command("seed-demo")
 def seed_demo(
     users: Annotated[int, typer.Option(min=0, max=1_000_000, help="How many demo members to add.")] = 200,

@@ -65,3 +65,28 @@ async def create_staff(settings: Settings, *, email: str, password: str, role: s
         return created
     finally:
         await db.dispose()
+
+
+async def set_tier(settings: Settings, *, email: str, tier: str) -> bool:
+    """Operator override of a member's tier (until billing exists); audited. False if no such account."""
+    db = Database(settings)
+    try:
+        async with db.sessionmaker() as session, session.begin():
+            user = await AccountRepository(session).user_by_email(email.strip().lower())
+            if user is None:
+                return False
+            previous, user.tier = user.tier, tier
+            audit.record(session, "admin.tier_set", target_type="user", target_id=user.id,
+                         reason=f"cli:{previous}->{tier}")  # fmt: skip
+            ids = await AccountRepository(session).live_session_ids(user.id)
+        if ids:  # the cached session state carries the tier
+            from kindred.kit.cache import create_cache
+
+            cache = create_cache(settings.redis_url, key_prefix=settings.cache_key_prefix)
+            try:
+                await session_state.forget(cache, ids)
+            finally:
+                await cache.close()
+        return True
+    finally:
+        await db.dispose()
