@@ -7,6 +7,8 @@
 # Every process the benchmark starts is stopped by PID when it ends, fails or is interrupted (trap below).
 # Tuning: BENCH_DURATION (s per run), BENCH_WARMUP, BENCH_CONNECTIONS, BENCH_LOGIN_CONNECTIONS, BENCH_STRICT=1
 # (exit 3 when a target is missed); see docs/performance.md.
+# Then bench/bench_discover.py: GET /discover at 10k and 100k profiles (BENCH_DISCOVER_* settings).
+# BENCH_ONLY=api or BENCH_ONLY=discover runs only that part.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -47,8 +49,9 @@ cleanup() {
             if kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid" 2>/dev/null || true; fi
         done <"$scratch/pids"
     fi
-    if ((status >= 128)); then # killed by a signal: make sure the scratch database and keys are gone
+    if ((status >= 128)); then # killed by a signal: make sure the scratch databases and keys are gone
         "$PYTHON" bench/bench_api.py --cleanup || true
+        "$PYTHON" bench/bench_discover.py --cleanup || true
     fi
     rm -rf "$scratch"
     exit "$status"
@@ -57,7 +60,27 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# In the background so that a signal reaches the trap at once instead of after the benchmark ends.
-"$PYTHON" bench/bench_api.py &
-driver_pid=$!
-wait "$driver_pid"
+only="${BENCH_ONLY:-all}"
+case $only in all | api | discover) ;; *)
+    echo "bench: BENCH_ONLY must be api or discover, not '$only'" >&2
+    exit 1
+    ;;
+esac
+api_status=0
+if [[ $only != discover ]]; then
+    # In the background so that a signal reaches the trap at once instead of after the benchmark ends.
+    "$PYTHON" bench/bench_api.py &
+    driver_pid=$!
+    wait "$driver_pid" || api_status=$?
+    driver_pid=""
+fi
+discover_status=0
+if [[ $only != api ]]; then
+    "$PYTHON" bench/bench_discover.py &
+    driver_pid=$!
+    wait "$driver_pid" || discover_status=$?
+    driver_pid=""
+fi
+# The first failure wins (1: invalid measurement, 3: BENCH_STRICT and a target missed).
+if ((api_status != 0)); then exit "$api_status"; fi
+exit "$discover_status"

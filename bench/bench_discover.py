@@ -1,0 +1,576 @@
+"""Discovery benchmark: `GET /api/v1/discover` at 10k and 100k profiles, against the same query's raw SQL.
+
+Started by `bench/run.sh` (`make bench`) after bench_api.py. Everything runs on this machine, 127.0.0.1 only:
+
+1. creates its own scratch database (`<BENCH_DATABASE_URL's name>_discover`, dropped at the end) and
+   migrates it with `kindred migrate`;
+2. seeds it with COPY (asyncpg): BENCH_DISCOVER_SIZES profiles (default 10000,100000) around one city
+   (kindred.ops.seed's `_person`: verified, within 20 km, the seed's mix of genders, preferences and ages;
+   one argon2 hash), 1-3 photos each, 10 swipes per profile (random targets, never oneself, unique pairs),
+   plus a few matches, blocks and reports; a handful of viewer accounts with a known password sit at the
+   city centre; then VACUUM ANALYZE;
+3. starts one `kindred serve` (the API benchmark's settings; RATE_LIMIT_* budgets raised unless set), logs
+   the viewers in and drives `GET /api/v1/discover?limit=20` with wrk, concurrency 10, a fixed number of
+   responses, each request with the next viewer's Bearer token (bench/wrk/discover.lua);
+4. runs the same query in this process, sequentially: `DiscoveryRepository(session).candidates(viewer,
+   as_of=now, limit=21, after=None)` on the server's engine settings, BENCH_DISCOVER_SQL_RUNS times;
+5. prints EXPLAIN (ANALYZE, BUFFERS) of that query's compiled SQL for one viewer and which indexes it uses;
+6. adds profiles up to the next size (same seed rules), ANALYZE again, and repeats 3-5.
+
+Results go to `bench/results/discover.json`. Exit status 0 when the measurement is valid, 1 when not, 3 when
+BENCH_STRICT=1 and a target was missed. `python bench/bench_discover.py --cleanup` only drops the database.
+Settings: BENCH_DATABASE_URL, BENCH_REDIS_URL, BENCH_DISCOVER_SIZES, BENCH_DISCOVER_REQUESTS (>= 500),
+BENCH_DISCOVER_CONNECTIONS (10), BENCH_DISCOVER_SQL_RUNS (>= 200), BENCH_DISCOVER_VIEWERS, BENCH_STRICT,
+BENCH_SCRATCH_DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from bench_api import (
+    API,
+    BENCH_DIR,
+    BenchError,
+    Config,
+    Processes,
+    Server,
+    clear_cache_keys,
+    machine,
+    migrate,
+    server_env,
+    wait_until_up,
+)
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kindred.discovery.repository import DiscoveryRepository, Viewer
+from kindred.kit.db import build_engine
+from kindred.kit.security import Passwords
+from kindred.ops.seed import CITIES, _person
+from kindred.profiles import geo
+from kindred.settings import Settings
+
+RESULTS_FILE = BENCH_DIR / "results" / "discover.json"
+DISCOVER_LUA = BENCH_DIR / "wrk" / "discover.lua"
+CITY = CITIES["Berlin"]
+PASSWORD = "kindred bench viewer password"
+SWIPES_PER_PROFILE = 10
+SCALE_TARGET = 2.0  # p95 at the largest size / p95 at the smallest
+OVERHEAD_TARGET = 3.0  # HTTP p50 / raw SQL p50, at each size
+# Index names in the plan (naming convention in kindred/models/base.py) for each lookup.
+EXCLUSION_TABLES = ("swipes", "matches", "blocks", "reports")
+SWIPES_UNIQUE = "uq_swipes_swiper_id_target_id"
+HIGH_BUDGET = "1000000/15minutes"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings_:
+    sizes: tuple[int, ...]
+    requests: int
+    connections: int
+    sql_runs: int
+    viewers: int
+
+    @classmethod
+    def from_env(cls) -> Settings_:
+        env = os.environ.get
+        try:
+            sizes = tuple(int(s) for s in (env("BENCH_DISCOVER_SIZES") or "10000,100000").split(","))
+            s = cls(
+                sizes=sizes,
+                requests=int(env("BENCH_DISCOVER_REQUESTS") or 500),
+                connections=int(env("BENCH_DISCOVER_CONNECTIONS") or 10),
+                sql_runs=int(env("BENCH_DISCOVER_SQL_RUNS") or 200),
+                viewers=int(env("BENCH_DISCOVER_VIEWERS") or 8),
+            )
+        except ValueError as exc:
+            raise BenchError(f"a BENCH_DISCOVER_* setting is not a number: {exc}") from None
+        if list(s.sizes) != sorted(s.sizes) or s.sizes[0] < 100 or s.viewers < 2 or s.connections < 2:
+            raise BenchError("BENCH_DISCOVER_SIZES must be ascending (>= 100); viewers and connections >= 2")
+        return s
+
+
+def scratch_config() -> Config:
+    """The API benchmark's settings, on a database of our own (`<name>_discover`)."""
+    config = Config.from_env()
+    name = config.database_name + "_discover"
+    return dataclasses.replace(config, database_url=config.asyncpg_dsn(name))
+
+
+async def _recreate(config: Config, *, create: bool) -> None:
+    conn = await asyncpg.connect(config.asyncpg_dsn("postgres"), timeout=5)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{config.database_name}" WITH (FORCE)')
+        if create:
+            await conn.execute(f'CREATE DATABASE "{config.database_name}"')
+    finally:
+        await conn.close()
+
+
+def recreate_database(config: Config, *, create: bool = True) -> None:
+    try:
+        asyncio.run(_recreate(config, create=create))
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise BenchError(f"PostgreSQL at {config.asyncpg_dsn('postgres')} is required: {exc}") from exc
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+
+
+# ----------------------------------------------------------------------------- seeding
+
+
+class Seeder:
+    """Bulk COPY of users, profiles, photos, swipes, matches, blocks and reports, size by size."""
+
+    def __init__(self, dsn: str, password_hash: str, viewers: int, seed: int = 11) -> None:
+        self.dsn = dsn
+        self.password_hash = password_hash
+        self.rng = random.Random(seed)
+        self.ids: list[uuid.UUID] = []
+        self.viewer_count = viewers
+        self.viewer_emails: list[str] = []
+        self.match_pairs: set[tuple[uuid.UUID, uuid.UUID]] = set()
+        self.today = datetime.now(UTC).date()
+
+    def _viewer(self, n: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A viewer at the city centre, 30 years old, with ordinary preferences and a known password."""
+        user, profile = _person(self.rng, 0, CITY, self.password_hash, self.today)
+        gender, interested_in = (("woman", ["man"]), ("man", ["woman"]), ("woman", ["woman", "man"]))[n % 3]
+        user["email"] = f"bench.viewer{n}@example.com"
+        user["birthdate"] = self.today - timedelta(days=30 * 365 + 100)
+        user["last_active_at"] = datetime.now(UTC)
+        cell_lat, cell_lng = geo.snap(*CITY)
+        profile.update(gender=gender, interested_in=interested_in, age_min=24, age_max=38, max_distance_km=50,
+                       lat=CITY[0], lng=CITY[1], cell_lat=cell_lat, cell_lng=cell_lng)  # fmt: skip
+        return user, profile
+
+    async def grow(self, total: int) -> dict[str, Any]:
+        """Add profiles (and their swipes etc.) until there are `total`; returns counts and seconds."""
+        began = time.perf_counter()
+        rng = self.rng
+        users: list[dict[str, Any]] = []
+        profiles: list[dict[str, Any]] = []
+        start = len(self.ids)
+        for n in range(start, total):
+            if n < self.viewer_count:
+                user, profile = self._viewer(n)
+                self.viewer_emails.append(user["email"])
+            else:
+                user, profile = _person(rng, n, CITY, self.password_hash, self.today)
+                user["email"] = f"bench.member{n}@example.com"
+                if rng.random() < 0.005:
+                    profile["boost_until"] = datetime.now(UTC) + timedelta(minutes=20)
+            for key in ("interested_in", "interests", "prompts"):
+                profile[key] = json.dumps(profile[key])
+            users.append(user)
+            profiles.append(profile)
+        new_ids = [u["id"] for u in users]
+        self.ids.extend(new_ids)
+        everyone = self.ids
+        photos = [
+            (uuid.uuid4(), u["id"], pos, "approved", f"demo{rng.randrange(8):02d}", 1080, 1350, u["created_at"])
+            for u in users
+            for pos in range(rng.randint(1, 3))
+        ]
+        now = datetime.now(UTC)
+        swipes = []
+        for swiper in new_ids:
+            targets: set[uuid.UUID] = set()
+            while len(targets) < SWIPES_PER_PROFILE:
+                target = everyone[rng.randrange(len(everyone))]
+                if target != swiper:
+                    targets.add(target)
+            for target in targets:
+                action = rng.choices(("pass", "like", "superlike"), weights=(60, 38, 2))[0]
+                swipes.append((uuid.uuid4(), swiper, target, action, now - timedelta(hours=rng.randint(0, 900))))
+        matches, blocks, reports = [], [], []
+        viewers = set(self.ids[: self.viewer_count])
+        for n, person in enumerate(new_ids):
+            kinds = ["match"] * (2 if person in viewers else int(n % 10 == 0))
+            kinds += ["block"] * (1 if person in viewers else int(n % 20 == 0))
+            kinds += ["report"] * (1 if person in viewers else int(n % 50 == 0))
+            for kind in kinds:
+                other = everyone[rng.randrange(len(everyone))]
+                if other == person:
+                    continue
+                if kind == "match":
+                    low, high = sorted((person, other))
+                    if (low, high) not in self.match_pairs:
+                        self.match_pairs.add((low, high))
+                        matches.append((uuid.uuid4(), low, high, now, now))
+                elif kind == "block":
+                    blocks.append((person, other, now))
+                else:
+                    reports.append((uuid.uuid4(), person, other, "spam", "open", now))
+        blocks = list({(b[0], b[1]): b for b in blocks}.values())
+        conn = await asyncpg.connect(self.dsn, timeout=10)
+        try:
+            async with conn.transaction():
+                await conn.copy_records_to_table(
+                    "users", records=[tuple(u.values()) for u in users], columns=list(users[0])
+                )
+                await conn.copy_records_to_table(
+                    "profiles", records=[tuple(p.values()) for p in profiles], columns=list(profiles[0])
+                )
+                cols = ["id", "user_id", "position", "status", "storage_key", "width", "height", "created_at"]
+                await conn.copy_records_to_table("photos", records=photos, columns=cols)
+                cols = ["id", "swiper_id", "target_id", "action", "created_at"]
+                await conn.copy_records_to_table("swipes", records=swipes, columns=cols)
+                cols = ["id", "user_low", "user_high", "created_at", "last_activity_at"]
+                await conn.copy_records_to_table("matches", records=matches, columns=cols)
+                cols = ["blocker_id", "blocked_id", "created_at"]
+                await conn.copy_records_to_table("blocks", records=blocks, columns=cols)
+                cols = ["id", "reporter_id", "reported_id", "reason", "status", "created_at"]
+                await conn.copy_records_to_table("reports", records=reports, columns=cols)
+            seeded = time.perf_counter() - began
+            # A database in steady state has been vacuumed and analysed (autovacuum); do it now.
+            await conn.execute("VACUUM (ANALYZE)")
+            counts = {
+                table: await conn.fetchval(f"SELECT count(*) FROM {table}")
+                for table in ("users", "profiles", "photos", "swipes", "matches", "blocks", "reports")
+            }
+        finally:
+            await conn.close()
+        return {
+            "counts": counts,
+            "seed_seconds": round(seeded, 1),
+            "vacuum_analyze_seconds": round(time.perf_counter() - began - seeded, 1),
+        }
+
+
+# ----------------------------------------------------------------------------- HTTP
+
+
+def login(server: Server, email: str) -> str:
+    response = httpx.post(
+        f"{server.base_url}{API}/auth/login",
+        json={"email": email, "password": PASSWORD},
+        timeout=60,
+        trust_env=False,
+    )
+    if response.status_code != 200:
+        raise BenchError(f"login of {email} answered {response.status_code}: {response.text[:300]}")
+    return str(response.json()["access_token"])
+
+
+def wrk_discover(server: Server, tokens: list[str], *, seconds: int, connections: int) -> dict[str, Any]:
+    """One wrk run of `seconds` (2 threads, `connections` connections), tokens rotating per request."""
+    url = f"{server.base_url}{API}/discover?limit=20"
+    args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s", "-s", str(DISCOVER_LUA), url]
+    done = subprocess.run([*args, "--", *tokens], capture_output=True, text=True, timeout=seconds + 60)
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("WRK_RESULT ")), None)
+    if done.returncode != 0 or line is None:
+        raise BenchError(f"wrk failed ({done.returncode}) on {url}:\n{done.stdout[-1000:]}{done.stderr[-1000:]}")
+    raw = json.loads(line.removeprefix("WRK_RESULT "))
+    seconds = raw["duration_us"] / 1e6
+    return {
+        "requests": raw["requests"],
+        "seconds": round(seconds, 2),
+        "rps": round(raw["requests"] / seconds, 1),
+        "p50_ms": raw["p50_us"] / 1000,
+        "p90_ms": raw["p90_us"] / 1000,
+        "p95_ms": raw["p95_us"] / 1000,
+        "p99_ms": raw["p99_us"] / 1000,
+        "max_ms": raw["max_us"] / 1000,
+        "bytes_per_response": round(raw["bytes"] / raw["requests"]) if raw["requests"] else 0,
+        "statuses": {int(k): v for k, v in raw.get("statuses", {}).items()},
+        "socket_errors": sum(raw[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts")),
+        "connections": connections,
+    }
+
+
+# ----------------------------------------------------------------------------- raw SQL and plan
+
+
+async def raw_sql(settings: Settings, viewer_ids: list[uuid.UUID], runs: int) -> dict[str, Any]:
+    """The repository's query, sequentially, on an engine built exactly like the server's; then EXPLAIN."""
+    engine = build_engine(settings)
+    captured: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        if "ORDER BY" in statement and "profiles" in statement:
+            captured.append((statement, parameters))
+
+    try:
+        async with engine.connect() as conn, AsyncSession(bind=conn) as session:
+            repo = DiscoveryRepository(session)
+            today = datetime.now(UTC).date()
+            viewers: list[Viewer] = []
+            for user_id in viewer_ids:
+                viewer = await repo.viewer(user_id, today)
+                assert viewer is not None
+                viewers.append(viewer)
+            sizes: list[int] = []
+            for n in range(10):  # warm-up: prepared statements, caches
+                await repo.candidates(viewers[n % len(viewers)], as_of=datetime.now(UTC), limit=21, after=None)
+            timings: list[float] = []
+            for n in range(runs):
+                viewer = viewers[n % len(viewers)]
+                began = time.perf_counter()
+                rows = await repo.candidates(viewer, as_of=datetime.now(UTC), limit=21, after=None)
+                timings.append((time.perf_counter() - began) * 1000)
+                sizes.append(len(rows))
+                await session.rollback()  # each HTTP request is its own transaction too
+            event.listen(engine.sync_engine, "before_cursor_execute", capture)
+            await repo.candidates(viewers[0], as_of=datetime.now(UTC), limit=21, after=None)
+            event.remove(engine.sync_engine, "before_cursor_execute", capture)
+            statement, parameters = captured[-1]
+            raw = await conn.get_raw_connection()
+            driver = raw.driver_connection
+            args = list(parameters) if isinstance(parameters, (list, tuple)) else list(parameters.values())
+            plan = [r[0] for r in await driver.fetch("EXPLAIN (ANALYZE, BUFFERS) " + statement, *args)]
+            await session.rollback()
+            everyone = await repo.candidates(viewers[0], as_of=datetime.now(UTC), limit=10**7, after=None)
+            compatible = len(everyone)
+            await session.rollback()
+    finally:
+        await engine.dispose()
+    return {
+        "runs": runs,
+        "p50_ms": round(statistics.median(timings), 2),
+        "p95_ms": round(percentile(timings, 95), 2),
+        "mean_ms": round(statistics.fmean(timings), 2),
+        "rows_min": min(sizes),
+        "plan": plan,
+        "plan_viewer_candidates": compatible,
+    }
+
+
+def index_use(plan: list[str], viewer_id: uuid.UUID) -> dict[str, dict[str, Any]]:
+    """Per lookup: the indexes the plan reads it through, and whether any table is read by a Seq Scan."""
+    found: dict[str, dict[str, Any]] = {}
+    candidates = [ln for ln in plan if " on profiles" in ln and "Index" in ln]
+    found["candidates (profiles)"] = {
+        "indexes": sorted({ln.split(" using ")[1].split()[0] for ln in candidates if " using " in ln}),
+        "uses_index": any("ix_profiles_discovery" in ln for ln in candidates)
+        and not any("Seq Scan on profiles" in ln for ln in plan),
+    }
+    for table in EXCLUSION_TABLES:
+        # "Bitmap Index Scan on <index>" names only the index; the naming convention puts the table in it.
+        lines = [ln for ln in plan if f" on {table}" in ln or f"Bitmap Index Scan on {table}" in ln]
+        lines += [ln for ln in plan if "Bitmap Index Scan on " in ln and f"_{table}_" in ln + "_"]
+        names = sorted(
+            {ln.split(" using ")[1].split()[0] for ln in lines if " using " in ln}
+            | {ln.split(" Scan on ")[1].split()[0] for ln in lines if "Bitmap Index Scan on" in ln}
+        )
+        found[table] = {"indexes": names, "uses_index": bool(names) and not any("Seq Scan" in ln for ln in lines)}
+    # "not swiped by me": the (swiper_id, target_id) unique index with the viewer as swiper_id.
+    me = f"swiper_id = '{viewer_id}'"
+    found["swipes"]["not_swiped_by_me_via_unique_index"] = any(
+        SWIPES_UNIQUE in plan[i] and any(me in ln for ln in plan[i + 1 : i + 3]) for i in range(len(plan))
+    )
+    return found
+
+
+def plan_highlights(plan: list[str]) -> list[str]:
+    keys = ("Index", "Seq Scan", "Sort", "Limit", "Anti Join", "Hash Join", "Nested Loop", "Execution Time")
+    return [line for line in plan if any(k in line for k in keys)]
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def run(config: Config, bench: Settings_, workdir: Path, processes: Processes) -> dict[str, Any]:
+    problems: list[str] = []
+    print(f"bench discover: scratch database {config.database_name}, sizes {list(bench.sizes)}", flush=True)
+    clear_cache_keys(config)
+    recreate_database(config)
+    env = server_env(config, workdir)
+    for name in ("RATE_LIMIT_ANONYMOUS", "RATE_LIMIT_FREE", "RATE_LIMIT_PREMIUM", "RATE_LIMIT_STAFF"):
+        env.setdefault(name, HIGH_BUDGET)  # the benchmark measures the query, not the limiter
+    migrate(env, workdir)
+    settings = Settings(database_url=config.database_url, redis_url=config.redis_url, KINDRED_VAR_DIR=workdir / "var")
+    memory = int(env.get("ARGON2_MEMORY_KIB", settings.argon2_memory_kib))
+    time_cost = int(env.get("ARGON2_TIME_COST", settings.argon2_time_cost))
+    parallelism = int(env.get("ARGON2_PARALLELISM", settings.argon2_parallelism))
+    password_hash = Passwords(memory, time_cost, parallelism).hash_sync(PASSWORD)
+    seeder = Seeder(config.asyncpg_dsn(), password_hash, bench.viewers)
+
+    serve = [sys.executable, "-m", "kindred.cli", "serve", "--host", "127.0.0.1"]
+    server = processes.start("kindred", serve, env, workdir)
+    wait_until_up(server, "/ready")
+    print(f"bench discover: kindred serve up on :{server.port} (pid {server.process.pid})", flush=True)
+
+    sizes: dict[str, Any] = {}
+    for size in bench.sizes:
+        print(f"bench discover: seeding up to {size} profiles", flush=True)
+        seeded = asyncio.run(seeder.grow(size))
+        print(f"  {seeded}", flush=True)
+        tokens = [login(server, email) for email in seeder.viewer_emails]
+        print(f"  {len(tokens)} viewers logged in; wrk warm-up (3 s)", flush=True)
+        pilot = wrk_discover(server, tokens, seconds=3, connections=bench.connections)
+        # wrk runs for a duration: long enough for `requests` at the warm-up's rate, with a margin.
+        seconds = max(5, min(300, math.ceil(1.2 * bench.requests / max(pilot["rps"], 0.1))))
+        print(f"  wrk: GET /discover?limit=20, {bench.connections} connections, {seconds} s", flush=True)
+        http = wrk_discover(server, tokens, seconds=seconds, connections=bench.connections)
+        if http["requests"] < bench.requests:
+            problems.append(f"{size}: wrk stopped after {http['requests']} of {bench.requests} requests")
+        if set(http["statuses"]) != {200} or http["socket_errors"]:
+            problems.append(f"{size}: statuses {http['statuses']}, {http['socket_errors']} socket errors")
+        print(f"  raw SQL: {bench.sql_runs} x DiscoveryRepository.candidates(limit=21)", flush=True)
+        viewer_ids = seeder.ids[: bench.viewers]
+        sql = asyncio.run(raw_sql(settings, viewer_ids, bench.sql_runs))
+        if sql["rows_min"] < 21:
+            problems.append(f"{size}: a viewer had only {sql['rows_min']} candidates (fewer than one page)")
+        indexes = index_use(sql["plan"], viewer_ids[0])
+        sizes[str(size)] = {
+            "seed": seeded,
+            "http": http,
+            "sql": {k: v for k, v in sql.items() if k != "plan"},
+            "plan": sql["plan"],
+            "indexes": indexes,
+            "http_p50_over_sql_p50": round(http["p50_ms"] / sql["p50_ms"], 2),
+            # Latency at concurrency c on a saturated server ≈ c x service time: 1 / req/s per request.
+            "http_service_ms": round(1000 / http["rps"], 2),
+        }
+        if server.process.poll() is not None:
+            problems.append(f"kindred serve exited ({server.process.returncode})")
+
+    checks = httpx.get(f"{server.base_url}/health/detailed", timeout=10, trust_env=False).json()["checks"]
+    if checks["cache"]["mode"] != "redis" or checks["database"]["dialect"] != "postgresql":
+        problems.append(f"server ran with cache {checks['cache']['mode']}, database {checks['database']['dialect']}")
+    small, large = sizes[str(bench.sizes[0])], sizes[str(bench.sizes[-1])]
+    scale = large["http"]["p95_ms"] / small["http"]["p95_ms"]
+    targets = {
+        "p95_scale": {"value": round(scale, 2), "target": SCALE_TARGET, "met": scale <= SCALE_TARGET},
+        **{
+            f"http_over_sql@{size}": {
+                "value": entry["http_p50_over_sql_p50"],
+                "target": OVERHEAD_TARGET,
+                "met": entry["http_p50_over_sql_p50"] <= OVERHEAD_TARGET,
+            }
+            for size, entry in sizes.items()
+        },
+        **{
+            f"plan_indexes@{size}": {
+                "value": {k: v["indexes"] for k, v in entry["indexes"].items()},
+                "met": all(v["uses_index"] for v in entry["indexes"].values()),
+            }
+            for size, entry in sizes.items()
+        },
+    }
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {**machine(), "loadavg_after": os.getloadavg()},
+        "settings": dataclasses.asdict(bench),
+        "sizes": sizes,
+        "targets": targets,
+        "valid": not problems,
+        "problems": problems,
+    }
+
+
+def print_report(result: dict[str, Any]) -> None:
+    host = result["machine"]
+    print()
+    print(f"Kindred discovery benchmark · {result['date']} · {host['cpus']} CPUs · {host['cpu_model']}")
+    for size, entry in result["sizes"].items():
+        http, sql = entry["http"], entry["sql"]
+        print()
+        print(f"== {int(size):,} profiles: {entry['seed']['counts']}")
+        print(f"   viewer 0 has {sql['plan_viewer_candidates']} compatible unswiped candidates (scored and sorted)")
+        print(
+            f"   HTTP GET /discover?limit=20: {http['requests']} requests, c={http['connections']}, "
+            f"{http['rps']} req/s, p50 {http['p50_ms']:.1f} ms, p95 {http['p95_ms']:.1f} ms, "
+            f"p99 {http['p99_ms']:.1f} ms, statuses {http['statuses']}"
+        )
+        print(
+            f"   raw SQL candidates(limit=21), sequential: {sql['runs']} runs, p50 {sql['p50_ms']:.1f} ms, "
+            f"p95 {sql['p95_ms']:.1f} ms"
+        )
+        print(f"   HTTP p50 / SQL p50 = {entry['http_p50_over_sql_p50']:.2f} (service time 1/rps: "
+              f"{entry['http_service_ms']:.1f} ms)")  # fmt: skip
+        print("   plan (EXPLAIN ANALYZE, BUFFERS), key lines:")
+        for line in plan_highlights(entry["plan"]):
+            print(f"     {line}")
+        for lookup, used in entry["indexes"].items():
+            scan = "index only" if used["uses_index"] else "SEQ SCAN (or no index)"
+            extra = ""
+            if "not_swiped_by_me_via_unique_index" in used:
+                extra = f"; not-swiped-by-me through {SWIPES_UNIQUE}: {used['not_swiped_by_me_via_unique_index']}"
+            print(f"   {lookup}: {scan}: {', '.join(used['indexes']) or '-'}{extra}")
+    print()
+    for name, target in result["targets"].items():
+        verdict = "met" if target["met"] else "MISSED"
+        bound = f" (target <= {target['target']:g})" if "target" in target else ""
+        print(f"{name} = {target['value']}{bound} {verdict}")
+    for problem in result["problems"]:
+        print(f"INVALID: {problem}")
+
+
+def clean_up(config: Config) -> None:
+    for step in (lambda: recreate_database(config, create=False), lambda: clear_cache_keys(config)):
+        try:
+            step()
+        except BenchError as exc:
+            print(f"bench discover: cleanup: {exc}", file=sys.stderr)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cleanup", action="store_true", help="only drop the scratch database and Redis keys")
+    args = parser.parse_args()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        config = scratch_config()
+        bench = Settings_.from_env()
+    except BenchError as exc:
+        print(f"bench discover: {exc}", file=sys.stderr)
+        return 1
+    if args.cleanup:
+        clean_up(config)
+        return 0
+    if shutil.which("wrk") is None:
+        print("bench discover: wrk is not installed (bench/run.sh installs it)", file=sys.stderr)
+        return 1
+    workdir = Path(tempfile.mkdtemp(prefix="kindred-bench-discover-", dir=config.scratch_dir))
+    processes = Processes(config.scratch_dir / "pids" if config.scratch_dir else None)
+    try:
+        result = run(config, bench, workdir, processes)
+    except BenchError as exc:
+        print(f"bench discover: {exc}", file=sys.stderr)
+        return 1
+    except (httpx.HTTPError, asyncpg.PostgresError) as exc:
+        print(f"bench discover: {exc!r}", file=sys.stderr)
+        return 1
+    finally:
+        processes.stop_all()
+        clean_up(config)
+        shutil.rmtree(workdir, ignore_errors=True)
+    print_report(result)
+    RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS_FILE.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"results written to {RESULTS_FILE.relative_to(BENCH_DIR.parent)}")
+    if not result["valid"]:
+        return 1
+    if Config.from_env().strict and not all(t["met"] for t in result["targets"].values()):
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
