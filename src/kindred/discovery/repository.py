@@ -222,10 +222,7 @@ class DiscoveryRepository:
         if row is None:
             return None
         profile, birthdate = row
-        distance = None
-        here, there = (viewer.cell_lat, viewer.cell_lng), (profile.cell_lat, profile.cell_lng)
-        if here[0] is not None and here[1] is not None and there[0] is not None and there[1] is not None:
-            distance = geo.haversine_km(here[0], here[1], there[0], there[1])
+        distance = geo.cell_distance_km(viewer.cell_lat, viewer.cell_lng, profile.cell_lat, profile.cell_lng)
         return CandidateRow(user_id=other_id, birthdate=birthdate, profile=profile, distance_km=distance, rank=0)
 
     async def card_row(self, viewer: Viewer, other_id: uuid.UUID, now: datetime) -> CandidateRow | None:

@@ -44,9 +44,7 @@ async def cards_for(
         if user_id not in found:
             continue
         profile, birthdate = found[user_id]
-        distance = None
-        if None not in (viewer.cell_lat, viewer.cell_lng, profile.cell_lat, profile.cell_lng):
-            distance = geo.haversine_km(viewer.cell_lat, viewer.cell_lng, profile.cell_lat, profile.cell_lng)  # type: ignore[arg-type]
+        distance = geo.cell_distance_km(viewer.cell_lat, viewer.cell_lng, profile.cell_lat, profile.cell_lng)
         rows.append(CandidateRow(user_id=user_id, birthdate=birthdate, profile=profile, distance_km=distance, rank=0))
     cards = await discovery.cards_for(rows, now)
     return {card.id: card for card in cards}

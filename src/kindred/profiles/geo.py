@@ -31,6 +31,13 @@ def haversine_km(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
     return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
+def cell_distance_km(lat1: float | None, lng1: float | None, lat2: float | None, lng2: float | None) -> float | None:
+    """Distance between two snapped cells, or None when either person has no location."""
+    if lat1 is None or lng1 is None or lat2 is None or lng2 is None:
+        return None
+    return haversine_km(lat1, lng1, lat2, lng2)
+
+
 def shown_distance_km(cell_a: tuple[float, float], cell_b: tuple[float, float]) -> int:
     """What one person is told about another: whole kilometres between snapped cells, at least 1."""
     return max(1, math.ceil(haversine_km(*cell_a, *cell_b)))
