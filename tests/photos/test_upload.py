@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -148,7 +149,7 @@ async def test_streamed_body_without_length_is_cut_off_at_the_cap(
     account = await verified_account(client, mail)
     sent = 0
 
-    async def body():  # type: ignore[no-untyped-def]
+    async def body() -> AsyncIterator[bytes]:
         nonlocal sent
         yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n'
         yield b"Content-Type: image/jpeg\r\n\r\n\xff\xd8\xff"

@@ -115,8 +115,8 @@ def _to_srgb(img: Image.Image) -> Image.Image:
             converted = ImageCms.profileToProfile(img, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
             if converted is not None:
                 img = converted
-        except Exception:  # noqa: S110 - an unusable profile: keep the pixels as they are
-            pass
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            pass  # an unusable embedded profile: keep the pixels as they are
     return img
 
 
