@@ -29,6 +29,7 @@ from kindred.middleware.request_context import RequestContextMiddleware
 from kindred.observability.logging import get_logger
 from kindred.photos.router import media_router
 from kindred.photos.router import router as photos_router
+from kindred.realtime.events import EVENT_BUS
 from kindred.safety.router import router as safety_router
 from kindred.settings import Settings, load_settings
 from kindred.swipes.router import router as swipes_router
@@ -66,7 +67,8 @@ def create_app(settings: Settings | None = None, *, email_backend: EmailBackend 
         state.storage = create_storage(settings)
         state.media_signer = MediaSigner.from_settings(settings)
         # Sessions carry the signer so photos_for(session, ...) can sign URLs from any domain (Me, Cards).
-        state.db.sessionmaker.configure(info={MEDIA_SIGNER: state.media_signer})
+        # ... and the event bus, so a domain can emit(session, ...) events that go out after commit.
+        state.db.sessionmaker.configure(info={MEDIA_SIGNER: state.media_signer, EVENT_BUS: state.cache})
         state.started = True
         log.info(
             "app.started", environment=settings.environment.value, database=state.db.dialect, cache=state.cache.mode

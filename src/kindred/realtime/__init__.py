@@ -1,0 +1,1 @@
+"""Real-time delivery: user event channels, the WebSocket endpoint and presence."""
