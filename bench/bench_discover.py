@@ -12,9 +12,10 @@ Started by `bench/run.sh` (`make bench`) after bench_api.py. Everything runs on 
 3. starts one `kindred serve` (the API benchmark's settings; RATE_LIMIT_* budgets raised unless set), logs
    the viewers in and drives `GET /api/v1/discover?limit=20` with wrk, concurrency 10, a fixed number of
    responses, each request with the next viewer's Bearer token (bench/wrk/discover.lua);
-4. runs the same query in this process, sequentially: `DiscoveryRepository(session).candidates(viewer,
-   as_of=now, limit=21, after=None)` on the server's engine settings, BENCH_DISCOVER_SQL_RUNS times;
-5. prints EXPLAIN (ANALYZE, BUFFERS) of that query's compiled SQL for one viewer and which indexes it uses;
+4. runs the same queries in this process, sequentially — a first page's SQL as DiscoveryService.discover
+   runs it: `window_floor` (the DISCOVERY_WINDOW-th most recently active candidate) then `candidates(limit=21)`
+   in that window — on the server's engine settings, BENCH_DISCOVER_SQL_RUNS times;
+5. prints EXPLAIN (ANALYZE, BUFFERS) of both queries for one viewer and which indexes the page query uses;
 6. adds profiles up to the next size (same seed rules), ANALYZE again, and repeats 3-5.
 
 Results go to `bench/results/discover.json`. Exit status 0 when the measurement is valid, 1 when not, 3 when
@@ -63,7 +64,7 @@ from bench_api import (
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kindred.discovery.repository import DiscoveryRepository, Viewer
+from kindred.discovery.repository import DiscoveryRepository, Viewer, Window
 from kindred.kit.db import build_engine
 from kindred.kit.security import Passwords
 from kindred.ops.seed import CITIES, _person
@@ -305,10 +306,24 @@ def wrk_discover(server: Server, tokens: list[str], *, seconds: int, connections
 # ----------------------------------------------------------------------------- raw SQL and plan
 
 
+async def first_page(repo: DiscoveryRepository, viewer: Viewer, window_size: int, limit: int = 21) -> list[Any]:
+    """The SQL of a first feed page, as DiscoveryService.discover runs it: the window's floor, then its page."""
+    as_of = datetime.now(UTC)
+    floor = await repo.window_floor(viewer, as_of=as_of, upper=None, size=window_size)
+    return await repo.candidates(viewer, as_of=as_of, window=Window(upper=None, floor=floor), limit=limit, after=None)
+
+
+async def explain(conn: Any, statement: str, parameters: Any) -> list[str]:
+    raw = await conn.get_raw_connection()
+    args = list(parameters) if isinstance(parameters, (list, tuple)) else list(parameters.values())
+    return [r[0] for r in await raw.driver_connection.fetch("EXPLAIN (ANALYZE, BUFFERS) " + statement, *args)]
+
+
 async def raw_sql(settings: Settings, viewer_ids: list[uuid.UUID], runs: int) -> dict[str, Any]:
-    """The repository's query, sequentially, on an engine built exactly like the server's; then EXPLAIN."""
+    """A first page's queries, sequentially, on an engine built exactly like the server's; then EXPLAIN."""
     engine = build_engine(settings)
     captured: list[tuple[str, Any]] = []
+    window = settings.discovery_window
 
     def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
         if "ORDER BY" in statement and "profiles" in statement:
@@ -325,25 +340,25 @@ async def raw_sql(settings: Settings, viewer_ids: list[uuid.UUID], runs: int) ->
                 viewers.append(viewer)
             sizes: list[int] = []
             for n in range(10):  # warm-up: prepared statements, caches
-                await repo.candidates(viewers[n % len(viewers)], as_of=datetime.now(UTC), limit=21, after=None)
+                await first_page(repo, viewers[n % len(viewers)], window)
             timings: list[float] = []
             for n in range(runs):
                 viewer = viewers[n % len(viewers)]
                 began = time.perf_counter()
-                rows = await repo.candidates(viewer, as_of=datetime.now(UTC), limit=21, after=None)
+                rows = await first_page(repo, viewer, window)
                 timings.append((time.perf_counter() - began) * 1000)
                 sizes.append(len(rows))
                 await session.rollback()  # each HTTP request is its own transaction too
             event.listen(engine.sync_engine, "before_cursor_execute", capture)
-            await repo.candidates(viewers[0], as_of=datetime.now(UTC), limit=21, after=None)
+            await first_page(repo, viewers[0], window)
             event.remove(engine.sync_engine, "before_cursor_execute", capture)
-            statement, parameters = captured[-1]
-            raw = await conn.get_raw_connection()
-            driver = raw.driver_connection
-            args = list(parameters) if isinstance(parameters, (list, tuple)) else list(parameters.values())
-            plan = [r[0] for r in await driver.fetch("EXPLAIN (ANALYZE, BUFFERS) " + statement, *args)]
+            floor_plan = await explain(conn, *captured[-2])
+            plan = await explain(conn, *captured[-1])
             await session.rollback()
-            everyone = await repo.candidates(viewers[0], as_of=datetime.now(UTC), limit=10**7, after=None)
+            everything = Window(upper=None, floor=None)
+            everyone = await repo.candidates(
+                viewers[0], as_of=datetime.now(UTC), window=everything, limit=10**7, after=None
+            )
             compatible = len(everyone)
             await session.rollback()
     finally:
@@ -355,6 +370,8 @@ async def raw_sql(settings: Settings, viewer_ids: list[uuid.UUID], runs: int) ->
         "mean_ms": round(statistics.fmean(timings), 2),
         "rows_min": min(sizes),
         "plan": plan,
+        "floor_plan": floor_plan,
+        "window": window,
         "plan_viewer_candidates": compatible,
     }
 
@@ -430,7 +447,7 @@ def run(config: Config, bench: Settings_, workdir: Path, processes: Processes) -
             problems.append(f"{size}: wrk stopped after {http['requests']} of {bench.requests} requests")
         if set(http["statuses"]) != {200} or http["socket_errors"]:
             problems.append(f"{size}: statuses {http['statuses']}, {http['socket_errors']} socket errors")
-        print(f"  raw SQL: {bench.sql_runs} x DiscoveryRepository.candidates(limit=21)", flush=True)
+        print(f"  raw SQL: {bench.sql_runs} x a first page's queries (window floor + candidates)", flush=True)
         viewer_ids = seeder.ids[: bench.viewers]
         sql = asyncio.run(raw_sql(settings, viewer_ids, bench.sql_runs))
         if sql["rows_min"] < 21:
@@ -439,8 +456,9 @@ def run(config: Config, bench: Settings_, workdir: Path, processes: Processes) -
         sizes[str(size)] = {
             "seed": seeded,
             "http": http,
-            "sql": {k: v for k, v in sql.items() if k != "plan"},
+            "sql": {k: v for k, v in sql.items() if k not in ("plan", "floor_plan")},
             "plan": sql["plan"],
+            "floor_plan": sql["floor_plan"],
             "indexes": indexes,
             "http_p50_over_sql_p50": round(http["p50_ms"] / sql["p50_ms"], 2),
             # Latency at concurrency c on a saturated server ≈ c x service time: 1 / req/s per request.
@@ -491,19 +509,26 @@ def print_report(result: dict[str, Any]) -> None:
         http, sql = entry["http"], entry["sql"]
         print()
         print(f"== {int(size):,} profiles: {entry['seed']['counts']}")
-        print(f"   viewer 0 has {sql['plan_viewer_candidates']} compatible unswiped candidates (scored and sorted)")
+        print(
+            f"   viewer 0 has {sql['plan_viewer_candidates']} compatible unswiped candidates; a page ranks the "
+            f"{sql['window']} most recently active of them (DISCOVERY_WINDOW) plus the boosted"
+        )
         print(
             f"   HTTP GET /discover?limit=20: {http['requests']} requests, c={http['connections']}, "
             f"{http['rps']} req/s, p50 {http['p50_ms']:.1f} ms, p95 {http['p95_ms']:.1f} ms, "
             f"p99 {http['p99_ms']:.1f} ms, statuses {http['statuses']}"
         )
         print(
-            f"   raw SQL candidates(limit=21), sequential: {sql['runs']} runs, p50 {sql['p50_ms']:.1f} ms, "
+            f"   raw SQL of a first page (window floor + candidates(limit=21)), sequential: {sql['runs']} runs, "
+            f"p50 {sql['p50_ms']:.1f} ms, "
             f"p95 {sql['p95_ms']:.1f} ms"
         )
         print(f"   HTTP p50 / SQL p50 = {entry['http_p50_over_sql_p50']:.2f} (service time 1/rps: "
               f"{entry['http_service_ms']:.1f} ms)")  # fmt: skip
-        print("   plan (EXPLAIN ANALYZE, BUFFERS), key lines:")
+        print("   window floor plan (EXPLAIN ANALYZE, BUFFERS), key lines:")
+        for line in plan_highlights(entry["floor_plan"]):
+            print(f"     {line}")
+        print("   candidates plan (EXPLAIN ANALYZE, BUFFERS), key lines:")
         for line in plan_highlights(entry["plan"]):
             print(f"     {line}")
         for lookup, used in entry["indexes"].items():

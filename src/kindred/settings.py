@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     refresh_token_ttl: timedelta = timedelta(days=30)
     refresh_reuse_grace: float = Field(5.0, ge=0)
     session_cache_ttl: int = Field(60, ge=0, validation_alias="SESSION_CACHE_TTL")
+    # Seconds a new WebSocket has to authenticate (API.md: 5); shorter only to keep tests fast.
+    ws_auth_timeout: float = Field(5.0, gt=0, le=60)
+    # Discovery ranks the N most recently active compatible people at a time (docs/discovery.md).
+    discovery_window: int = Field(500, ge=1, le=10_000)
 
     frontend_url: str | None = None
     cors_origin: CsvList = []

@@ -19,6 +19,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    true,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
@@ -28,6 +29,8 @@ from kindred.profiles import geo
 from kindred.safety.repository import not_blocked_either_way, not_reported_by
 
 LIKES = (SwipeAction.like.value, SwipeAction.superlike.value)
+# A window's walk looks at no more than this many times the window size in people (docs/discovery.md).
+WALK_LIMIT_FACTOR = 20
 
 
 @dataclass(frozen=True)
@@ -46,12 +49,26 @@ class Viewer:
 
 
 @dataclass(frozen=True)
+class Window:
+    """A slice of the feed by last activity: `floor <= last_active_at < upper` (docs/discovery.md).
+
+    The first window has no upper bound and also holds everyone boosted at the feed's `as_of`; later
+    windows leave the boosted out (they were in the first). A `floor` of None reaches down to the
+    oldest, people who were never active included: the last window.
+    """
+
+    upper: datetime | None
+    floor: datetime | None
+
+
+@dataclass(frozen=True)
 class CandidateRow:
     user_id: uuid.UUID
     birthdate: date
     profile: Profile
     distance_km: float | None
     rank: int
+    window: Window | None = None
 
 
 def distance_km(lat1: Any, lng1: Any, lat2: Any, lng2: Any) -> ColumnElement[float]:
@@ -174,15 +191,99 @@ class DiscoveryRepository:
         score = 0.4 * recency + 0.3 * proximity + 0.3 * completeness + boost
         return cast(score * 1_000_000, Integer)
 
+    def _boosted(self, as_of: datetime) -> ColumnElement[bool]:
+        return and_(Profile.boost_until.is_not(None), Profile.boost_until > as_of)
+
+    def _active_in(self, window: Window) -> ColumnElement[bool]:
+        """Last activity inside the window's range (the range only: boosts are handled by the callers)."""
+        active = User.last_active_at
+        clauses: list[ColumnElement[bool]] = []
+        if window.upper is not None:
+            clauses.append(
+                active < window.upper if window.floor is not None else or_(active < window.upper, active.is_(None))
+            )
+        if window.floor is not None:
+            clauses.append(active >= window.floor)
+        return and_(true(), *clauses)
+
+    async def window_floor(
+        self, viewer: Viewer, *, as_of: datetime, upper: datetime | None, size: int
+    ) -> datetime | None:
+        """Where the window below `upper` ends: the last activity of its `size`-th candidate (None: no end).
+
+        Walks `users.last_active_at` newest first in chunks (a LIMITed subquery, so the database reads the
+        index in order whatever it guesses about the rules' selectivity) and checks every rule on each
+        chunk. It stops after `size` candidates, or after WALK_LIMIT_FACTOR x `size` people, whichever comes
+        first: the work is bounded by the window size, never by how many people live nearby. None means
+        the walk reached the oldest activity: the window takes everyone below `upper`.
+        """
+        rules = [*self._visible(viewer, as_of), *self._not_swiped_or_matched(viewer)]
+        if upper is not None:
+            rules.append(~self._boosted(as_of))  # the boosted were in the first window
+        passes = case((and_(*rules), 1), else_=0)
+        chunk_size, budget, found = size * 4, size * WALK_LIMIT_FACTOR, 0
+        below = upper
+        while budget > 0:
+            walk = select(User.id.label("id"), User.last_active_at.label("at")).where(User.last_active_at.is_not(None))
+            if below is not None:
+                walk = walk.where(User.last_active_at < below)
+            chunk = walk.order_by(User.last_active_at.desc()).limit(min(chunk_size, budget)).subquery("walk")
+            rows = (
+                await self.session.execute(
+                    select(chunk.c.at, passes)
+                    .select_from(chunk)
+                    .join(User, User.id == chunk.c.id)
+                    .outerjoin(Profile, Profile.user_id == chunk.c.id)
+                    .order_by(chunk.c.at.desc())
+                )
+            ).all()
+            for at, ok in rows:
+                found += ok
+                if found >= size:
+                    return at
+            if len(rows) < min(chunk_size, budget):
+                return None  # reached the oldest activity
+            budget -= len(rows)
+            # People sharing the boundary's exact time may be skipped by the walk; the window is a time
+            # range, so they are still in it (the walk only decides where the range ends).
+            below = rows[-1][0]
+        return below
+
     async def candidates(
-        self, viewer: Viewer, *, as_of: datetime, limit: int, after: tuple[int, uuid.UUID] | None
+        self, viewer: Viewer, *, as_of: datetime, window: Window, limit: int, after: tuple[int, uuid.UUID] | None
+    ) -> list[CandidateRow]:
+        """One window's candidates, best first, strictly after `after` = (rank, id) when given.
+
+        The first window is two index-friendly queries — the activity range, and everyone boosted outside
+        it — merged by rank; later windows leave the boosted out (they were in the first).
+        """
+        in_range = self._active_in(window)
+        if window.upper is None:
+            rows = await self._ranked(viewer, as_of, window, in_range, limit, after)
+            if window.floor is not None:
+                outside = and_(
+                    or_(User.last_active_at < window.floor, User.last_active_at.is_(None)), self._boosted(as_of)
+                )
+                rows += await self._ranked(viewer, as_of, window, outside, limit, after)
+                rows.sort(key=lambda row: (-row.rank, row.user_id))
+            return rows[:limit]
+        return await self._ranked(viewer, as_of, window, and_(in_range, ~self._boosted(as_of)), limit, after)
+
+    async def _ranked(
+        self,
+        viewer: Viewer,
+        as_of: datetime,
+        window: Window,
+        where: ColumnElement[bool],
+        limit: int,
+        after: tuple[int, uuid.UUID] | None,
     ) -> list[CandidateRow]:
         rank = self._rank(viewer, as_of).label("rank")
         dist = self._distance(viewer).label("distance_km")
         query = (
             select(Profile, User.birthdate, dist, rank)
             .join(User, User.id == Profile.user_id)
-            .where(*self._visible(viewer, as_of), *self._not_swiped_or_matched(viewer))
+            .where(*self._visible(viewer, as_of), *self._not_swiped_or_matched(viewer), where)
         )
         if after is not None:
             last_rank, last_id = after
@@ -190,7 +291,7 @@ class DiscoveryRepository:
         query = query.order_by(rank.desc(), Profile.user_id).limit(limit)
         rows = (await self.session.execute(query)).all()
         return [
-            CandidateRow(user_id=p.user_id, birthdate=b, profile=p, distance_km=float(d), rank=int(r))
+            CandidateRow(user_id=p.user_id, birthdate=b, profile=p, distance_km=float(d), rank=int(r), window=window)
             for p, b, d, r in rows
         ]
 

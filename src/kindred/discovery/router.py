@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from kindred.auth.dependencies import CurrentUser
 from kindred.discovery.schemas import Card, CardPage
 from kindred.discovery.service import DiscoveryService
-from kindred.kit.deps import SessionDep
+from kindred.kit.deps import SessionDep, SettingsDep
 from kindred.kit.pagination import CursorParam, LimitParam
 
 router = APIRouter(tags=["discovery"])
@@ -17,9 +17,14 @@ router = APIRouter(tags=["discovery"])
 
 @router.get("/discover", response_model=CardPage)
 async def discover(
-    principal: CurrentUser, session: SessionDep, limit: LimitParam = 20, cursor: CursorParam = None
+    principal: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    limit: LimitParam = 20,
+    cursor: CursorParam = None,
 ) -> CardPage:
-    return await DiscoveryService(session).discover(principal, limit=limit, cursor=cursor)
+    service = DiscoveryService(session, window_size=settings.discovery_window)
+    return await service.discover(principal, limit=limit, cursor=cursor)
 
 
 @router.get("/users/{user_id}", response_model=Card)

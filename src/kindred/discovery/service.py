@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kindred.auth.service import Principal
 from kindred.discovery.exceptions import LocationRequired, UserNotFound
-from kindred.discovery.repository import CandidateRow, DiscoveryRepository, Viewer
+from kindred.discovery.repository import CandidateRow, DiscoveryRepository, Viewer, Window
 from kindred.discovery.schemas import Card, CardPage, PromptRead
 from kindred.kit import clock
 from kindred.kit.errors import MalformedRequest, SessionRevoked
@@ -23,10 +23,37 @@ def _age(birthdate: date, today: date) -> int:
     return today.year - birthdate.year - ((today.month, today.day) < (birthdate.month, birthdate.day))
 
 
+def _time(raw: str) -> datetime | None:
+    return datetime.fromisoformat(raw) if raw else None
+
+
+def _write_cursor(as_of: datetime, last: CandidateRow) -> str:
+    """Where the next page starts: the feed's as_of, the last card's window and its (rank, id) in it."""
+    assert last.window is not None
+    upper, floor = last.window.upper, last.window.floor
+    return encode_cursor(
+        as_of.isoformat(),
+        upper.isoformat() if upper else "",
+        floor.isoformat() if floor else "",
+        last.rank,
+        last.user_id,
+    )
+
+
+def _read_cursor(cursor: str) -> tuple[Window, datetime, tuple[int, uuid.UUID]]:
+    as_of_raw, upper_raw, floor_raw, rank_raw, id_raw = decode_cursor(cursor, 5)
+    try:
+        window = Window(upper=_time(upper_raw), floor=_time(floor_raw))
+        return window, datetime.fromisoformat(as_of_raw), (int(rank_raw), uuid.UUID(id_raw))
+    except ValueError:
+        raise MalformedRequest("The cursor is invalid.") from None
+
+
 class DiscoveryService:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, *, window_size: int = 500) -> None:
         self.session = session
         self.repo = DiscoveryRepository(session)
+        self.window_size = window_size
 
     async def _viewer(self, principal: Principal, now: datetime) -> Viewer:
         viewer = await self.repo.viewer(principal.user_id, now.date())
@@ -61,17 +88,26 @@ class DiscoveryService:
             raise LocationRequired()
         if viewer.gender is None or not viewer.interested_in:
             return CardPage(items=[], next_cursor=None)  # preferences not set yet: nobody matches both ways
-        as_of, after = now, None
+        as_of, window, after = now, None, None
         if cursor:
-            as_of_raw, rank_raw, id_raw = decode_cursor(cursor, 3)
-            try:
-                as_of, after = datetime.fromisoformat(as_of_raw), (int(rank_raw), uuid.UUID(id_raw))
-            except ValueError:
-                raise MalformedRequest("The cursor is invalid.") from None
-        rows = await self.repo.candidates(viewer, as_of=as_of, limit=limit + 1, after=after)
+            window, as_of, after = _read_cursor(cursor)
+        if window is None:
+            window = Window(upper=None, floor=await self._floor(viewer, as_of, upper=None))
+        rows: list[CandidateRow] = []
+        while True:  # fill the page, moving to the next (older) window when this one runs out
+            rows += await self.repo.candidates(
+                viewer, as_of=as_of, window=window, limit=limit + 1 - len(rows), after=after
+            )
+            if len(rows) > limit or window.floor is None:
+                break
+            window = Window(upper=window.floor, floor=await self._floor(viewer, as_of, upper=window.floor))
+            after = None
         page, more = rows[:limit], len(rows) > limit
-        next_cursor = encode_cursor(as_of.isoformat(), page[-1].rank, page[-1].user_id) if more else None
+        next_cursor = _write_cursor(as_of, page[-1]) if more else None
         return CardPage(items=await self.cards_for(page, now), next_cursor=next_cursor)
+
+    async def _floor(self, viewer: Viewer, as_of: datetime, *, upper: datetime | None) -> datetime | None:
+        return await self.repo.window_floor(viewer, as_of=as_of, upper=upper, size=self.window_size)
 
     async def card(self, principal: Principal, other_id: uuid.UUID) -> Card:
         """A match, someone who liked me, or a compatible visible candidate; else 404 (never say why)."""

@@ -47,7 +47,7 @@ class User(Base):
     password_changed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-    last_active_at: Mapped[datetime | None]
+    last_active_at: Mapped[datetime | None] = mapped_column(index=True)  # discovery windows walk it
     deleted_at: Mapped[datetime | None]
 
     profile: Mapped[Profile] = relationship(back_populates="user", lazy="raise", uselist=False)
@@ -92,7 +92,7 @@ class Profile(Base):
     cell_lat: Mapped[float | None] = mapped_column(Float)
     cell_lng: Mapped[float | None] = mapped_column(Float)
     location_updated_at: Mapped[datetime | None]
-    boost_until: Mapped[datetime | None]
+    boost_until: Mapped[datetime | None] = mapped_column(index=True)  # the boosted join the first window
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     user: Mapped[User] = relationship(back_populates="profile", lazy="raise")
