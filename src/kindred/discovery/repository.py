@@ -160,12 +160,9 @@ class DiscoveryRepository:
         me, other = viewer.user_id, Profile.user_id
         return [
             ~exists().where(Swipe.swiper_id == me, Swipe.target_id == other),
-            ~exists().where(
-                or_(
-                    and_(Match.user_low == me, Match.user_high == other),
-                    and_(Match.user_low == other, Match.user_high == me),
-                )
-            ),
+            # two anti-joins, one per order of the pair: each an index lookup (see not_blocked_either_way)
+            ~exists().where(Match.user_low == me, Match.user_high == other),
+            ~exists().where(Match.user_low == other, Match.user_high == me),
         ]
 
     def _rank(self, viewer: Viewer, as_of: datetime) -> ColumnElement[int]:
@@ -211,42 +208,42 @@ class DiscoveryRepository:
     ) -> datetime | None:
         """Where the window below `upper` ends: the last activity of its `size`-th candidate (None: no end).
 
-        Walks `users.last_active_at` newest first in chunks (a LIMITed subquery, so the database reads the
-        index in order whatever it guesses about the rules' selectivity) and checks every rule on each
-        chunk. It stops after `size` candidates, or after WALK_LIMIT_FACTOR x `size` people, whichever comes
-        first: the work is bounded by the window size, never by how many people live nearby. None means
-        the walk reached the oldest activity: the window takes everyone below `upper`.
+        Walks `users.last_active_at` newest first in slices of people: an index-only lookup finds where a
+        slice of `4 x size` people ends, then one query applies every rule to that activity range. It stops
+        after `size` candidates, or after WALK_LIMIT_FACTOR x `size` people, whichever comes first: the work
+        is bounded by the window size, never by how many people live nearby. None means the walk reached
+        the oldest activity: the window takes everyone below `upper`.
         """
         rules = [*self._visible(viewer, as_of), *self._not_swiped_or_matched(viewer)]
         if upper is not None:
             rules.append(~self._boosted(as_of))  # the boosted were in the first window
-        passes = case((and_(*rules), 1), else_=0)
-        chunk_size, budget, found = size * 4, size * WALK_LIMIT_FACTOR, 0
-        below = upper
+        active = User.last_active_at
+        slice_size, budget, found, below = size * 4, size * WALK_LIMIT_FACTOR, 0, upper
         while budget > 0:
-            walk = select(User.id.label("id"), User.last_active_at.label("at")).where(User.last_active_at.is_not(None))
-            if below is not None:
-                walk = walk.where(User.last_active_at < below)
-            chunk = walk.order_by(User.last_active_at.desc()).limit(min(chunk_size, budget)).subquery("walk")
-            rows = (
-                await self.session.execute(
-                    select(chunk.c.at, passes)
-                    .select_from(chunk)
-                    .join(User, User.id == chunk.c.id)
-                    .outerjoin(Profile, Profile.user_id == chunk.c.id)
-                    .order_by(chunk.c.at.desc())
+            people = min(slice_size, budget)
+            newer = [active.is_not(None)] if below is None else [active < below]
+            # The slice's last activity: a range of about `people` people (ties at the edge all join it).
+            edge = await self.session.scalar(
+                select(active).where(*newer).order_by(active.desc()).offset(people - 1).limit(1)
+            )
+            in_slice = newer if edge is None else [*newer, active >= edge]
+            passing = (
+                await self.session.scalars(
+                    select(active)
+                    .select_from(Profile)
+                    .join(User, User.id == Profile.user_id)
+                    .where(*in_slice, *rules)
+                    .order_by(active.desc())
+                    .limit(size - found)
                 )
             ).all()
-            for at, ok in rows:
-                found += ok
-                if found >= size:
-                    return at
-            if len(rows) < min(chunk_size, budget):
+            found += len(passing)
+            if found >= size:
+                return passing[-1]
+            if edge is None:
                 return None  # reached the oldest activity
-            budget -= len(rows)
-            # People sharing the boundary's exact time may be skipped by the walk; the window is a time
-            # range, so they are still in it (the walk only decides where the range ends).
-            below = rows[-1][0]
+            budget -= people
+            below = edge
         return below
 
     async def candidates(
