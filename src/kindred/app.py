@@ -15,21 +15,26 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from kindred.auth.router import router as auth_router
+from kindred.chat.router import router as chat_router
 from kindred.discovery.router import router as discovery_router
 from kindred.health.router import router as health_router
 from kindred.kit.cache import create_cache
 from kindred.kit.db import Database
 from kindred.kit.email import EmailBackend, Mailer, create_email_backend
 from kindred.kit.handlers import COMMON_ERROR_RESPONSES, install_error_handlers
+from kindred.kit.idempotency import IdempotencyMiddleware
 from kindred.kit.media import MEDIA_SIGNER, MediaSigner
 from kindred.kit.security import Passwords, TokenSigner
 from kindred.kit.storage import create_storage
 from kindred.matches.router import router as matches_router
 from kindred.middleware.request_context import RequestContextMiddleware
+from kindred.middleware.security import HttpsPolicyMiddleware, SecurityHeadersMiddleware, docs_csp
 from kindred.observability.logging import get_logger
 from kindred.photos.router import media_router
 from kindred.photos.router import router as photos_router
 from kindred.realtime.events import EVENT_BUS
+from kindred.realtime.hub import Realtime
+from kindred.realtime.ws import router as realtime_router
 from kindred.safety.router import router as safety_router
 from kindred.settings import Settings, load_settings
 from kindred.swipes.router import router as swipes_router
@@ -69,6 +74,7 @@ def create_app(settings: Settings | None = None, *, email_backend: EmailBackend 
         # Sessions carry the signer so photos_for(session, ...) can sign URLs from any domain (Me, Cards).
         # ... and the event bus, so a domain can emit(session, ...) events that go out after commit.
         state.db.sessionmaker.configure(info={MEDIA_SIGNER: state.media_signer, EVENT_BUS: state.cache})
+        state.realtime = Realtime(settings, state.db, state.cache)
         state.started = True
         log.info(
             "app.started", environment=settings.environment.value, database=state.db.dialect, cache=state.cache.mode
@@ -77,6 +83,7 @@ def create_app(settings: Settings | None = None, *, email_backend: EmailBackend 
             yield
         finally:
             state.draining = True
+            await state.realtime.close()  # sockets get 1001 while the cache and database still work
             await state.storage.close()
             await state.cache.close()
             await state.mailer.close()
@@ -103,7 +110,7 @@ def create_app(settings: Settings | None = None, *, email_backend: EmailBackend 
     app.state.started_monotonic = time.monotonic()
 
     install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(IdempotencyMiddleware)  # inside the request id: stores rendered responses
 
     api = APIRouter(prefix=API_PREFIX, responses=COMMON_ERROR_RESPONSES)
     api.include_router(auth_router)
@@ -113,23 +120,36 @@ def create_app(settings: Settings | None = None, *, email_backend: EmailBackend 
     api.include_router(safety_router)
     api.include_router(swipes_router)
     api.include_router(matches_router)
+    api.include_router(chat_router)
+    api.include_router(realtime_router)
     app.include_router(api)
     app.include_router(media_router)
     app.include_router(health_router)
-    _mount_docs(app)
+    docs_policy = _mount_docs(app)
+    # Outermost last: request id → security headers → HTTPS policy → ... (ARCHITECTURE.md, request path).
+    app.add_middleware(HttpsPolicyMiddleware, enabled=settings.is_production)
+    app.add_middleware(SecurityHeadersMiddleware, docs_policy=docs_policy)
+    app.add_middleware(RequestContextMiddleware)
     return app
 
 
-def _mount_docs(app: FastAPI) -> None:
-    """Swagger UI from the app's own assets: no CDN, so /docs works offline and the CSP stays 'self'."""
+def _mount_docs(app: FastAPI) -> bytes:
+    """Swagger UI from the app's own assets: no CDN, so /docs works offline and the CSP stays 'self'.
+
+    Returns the page's Content-Security-Policy: its inline script allowed by hash, nothing else inline.
+    """
     app.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
+    page = get_swagger_ui_html(
+        openapi_url=app.openapi_url or "/openapi.json",
+        title="Kindred API",
+        swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+        swagger_css_url="/static/swagger/swagger-ui.css",
+        swagger_favicon_url="/static/swagger/favicon-32x32.png",
+    )
+    html = bytes(page.body).decode()
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json",
-            title="Kindred API",
-            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
-            swagger_css_url="/static/swagger/swagger-ui.css",
-            swagger_favicon_url="/static/swagger/favicon-32x32.png",
-        )
+        return HTMLResponse(html)
+
+    return docs_csp(html)

@@ -200,10 +200,10 @@ class ServerFactory:
             values["REDIS_URL"] = self.stack.redis_url
         return _clean_env(**values)
 
-    def start(self, name: str, *, port_via_env: bool = False) -> Server:
+    def start(self, name: str, *, port_via_env: bool = False, **extra_env: str) -> Server:
         workdir = self.root / f"{name}-{uuid.uuid4().hex[:6]}"
         workdir.mkdir(parents=True)
-        server = start_server(workdir, self.env(workdir), port_via_env=port_via_env)
+        server = start_server(workdir, {**self.env(workdir), **extra_env}, port_via_env=port_via_env)
         self.started.append(server)
         return server
 
@@ -561,3 +561,20 @@ def test_production_refuses_sqlite_placeholder_secret_wildcard_cors_and_console_
     assert named("CORS_ORIGIN", "*"), problems
     assert named("EMAIL_BACKEND", "console"), problems
     assert not (tmp_path / "kindred.db").exists()
+
+
+# ------------------------------------------------------------------------------ proxies and HTTPS
+
+
+@pytest.mark.parametrize(("trusted", "believed"), [("127.0.0.1", True), ("10.9.9.9", False)])
+def test_x_forwarded_proto_is_believed_only_from_trusted_proxies(
+    servers: ServerFactory, trusted: str, believed: bool
+) -> None:
+    """Behind a trusted proxy, `X-Forwarded-Proto: https` makes the request HTTPS (HSTS is sent); from
+    anyone else the header is ignored and the request stays plain HTTP (no HSTS)."""
+    proxied = servers.start(f"proxy-{believed}", TRUSTED_PROXIES=trusted)
+    response = httpx.get(f"{proxied.base_url}/health", headers={"X-Forwarded-Proto": "https"}, timeout=10)
+    assert response.status_code == 200
+    assert ("strict-transport-security" in response.headers) is believed
+    assert response.headers["x-frame-options"] == "DENY"
+    assert "server" not in response.headers

@@ -21,7 +21,13 @@ def found() -> list[str]:
     return list(_found)
 
 
+# The API's own schema names fields (`email`, `lat`) but holds nobody's data.
+SCHEMA_PATHS = frozenset({"/openapi.json"})
+
+
 def inspect(method: str, path: str, body: Any) -> None:
+    if path in SCHEMA_PATHS:
+        return
     for location in _violations(body, ()):
         _found.append(f"{method} {path}: {location}")
 
