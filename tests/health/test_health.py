@@ -161,5 +161,11 @@ async def test_wrong_internal_credentials_are_forbidden(
 
 
 async def test_public_probes_stay_open_in_production(prod_client: httpx.AsyncClient) -> None:
-    for path in ("/health", "/live", "/ready", "/.well-known/jwks.json"):
+    for path in ("/health", "/live", "/ready"):
         assert (await prod_client.get(path)).status_code == 200, path
+    # JWKS is no probe: over plain HTTP it is redirected like any other read (API.md), over HTTPS open.
+    redirected = await prod_client.get("/.well-known/jwks.json")
+    assert redirected.status_code == 301
+    assert redirected.headers["location"].startswith("https://")
+    secure = await prod_client.get(redirected.headers["location"])
+    assert secure.status_code == 200 and secure.json()["keys"]
