@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -44,6 +44,12 @@ def _no_secrets_in_logs(request: pytest.FixtureRequest) -> Iterator[None]:
     assert not found, f"personal data or secrets in the log output: {found[:5]}"
     shown = exposure.found()
     assert not shown, f"a response showed coordinates, a birthdate or someone's email: {shown[:5]}"
+
+
+@pytest.fixture
+def log_output() -> Callable[[], str]:
+    """What the app logged during this test so far (JSON lines)."""
+    return _LOG_BUFFER.getvalue
 
 
 # ---------------------------------------------------------------------------------------------- stack
