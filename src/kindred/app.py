@@ -28,6 +28,7 @@ from kindred.kit.security import Passwords, TokenSigner
 from kindred.kit.storage import create_storage
 from kindred.matches.router import router as matches_router
 from kindred.middleware.cors import KindredCORSMiddleware
+from kindred.middleware.limits import BodyLimitMiddleware, TimeoutMiddleware, route_timeout
 from kindred.middleware.request_context import RequestContextMiddleware
 from kindred.middleware.security import HttpsPolicyMiddleware, SecurityHeadersMiddleware, docs_csp
 from kindred.observability.logging import get_logger
@@ -128,6 +129,8 @@ def create_app(settings: Settings | None = None, *, email_backend: EmailBackend 
     app.include_router(health_router)
     docs_policy = _mount_docs(app)
     # Outermost last: request id → security headers → HTTPS policy → ... (ARCHITECTURE.md, request path).
+    app.add_middleware(TimeoutMiddleware, timeout_for=route_timeout(settings.request_timeout))
+    app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(KindredCORSMiddleware, settings=settings)
     app.add_middleware(HttpsPolicyMiddleware, enabled=settings.is_production)
     app.add_middleware(SecurityHeadersMiddleware, docs_policy=docs_policy)
