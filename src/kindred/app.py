@@ -13,6 +13,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from starlette_compress import CompressMiddleware
 
 from kindred.auth.router import router as auth_router
 from kindred.chat.router import router as chat_router
@@ -50,6 +51,7 @@ except PackageNotFoundError:  # running from a source tree without an install
     VERSION = "0.0.0"
 
 API_PREFIX = "/api/v1"
+COMPRESS_MIN_BYTES = 1024
 
 
 def create_app(settings: Settings | None = None, *, email_backend: EmailBackend | None = None) -> FastAPI:
@@ -133,6 +135,9 @@ def create_app(settings: Settings | None = None, *, email_backend: EmailBackend 
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(KindredCORSMiddleware, settings=settings)
     app.add_middleware(HttpsPolicyMiddleware, enabled=settings.is_production)
+    # zstd, brotli or gzip by Accept-Encoding, for compressible types (JSON, HTML, CSS, JS; never images)
+    # of at least 1 KiB: tokens and other short secrets are never compressed (BREACH needs both).
+    app.add_middleware(CompressMiddleware, minimum_size=COMPRESS_MIN_BYTES)
     app.add_middleware(SecurityHeadersMiddleware, docs_policy=docs_policy)
     app.add_middleware(RequestContextMiddleware)
     return app
