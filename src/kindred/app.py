@@ -23,12 +23,12 @@ from kindred.kit.cache import create_cache
 from kindred.kit.db import Database
 from kindred.kit.email import EmailBackend, Mailer, create_email_backend
 from kindred.kit.handlers import COMMON_ERROR_RESPONSES, install_error_handlers
-from kindred.kit.idempotency import IdempotencyMiddleware
 from kindred.kit.media import MEDIA_SIGNER, MediaSigner
 from kindred.kit.security import Passwords, TokenSigner
 from kindred.kit.storage import create_storage
 from kindred.matches.router import router as matches_router
 from kindred.middleware.cors import KindredCORSMiddleware
+from kindred.middleware.idempotency import IdempotencyMiddleware, IdempotentReplay, replay_handler
 from kindred.middleware.limits import BodyLimitMiddleware, TimeoutMiddleware, route_timeout
 from kindred.middleware.request_context import RequestContextMiddleware
 from kindred.middleware.security import HttpsPolicyMiddleware, SecurityHeadersMiddleware, docs_csp
@@ -114,6 +114,8 @@ def create_app(settings: Settings | None = None, *, email_backend: EmailBackend 
     app.state.started_monotonic = time.monotonic()
 
     install_error_handlers(app)
+    # Not an error: an `Idempotency-Key` retry answered with the first response (middleware/idempotency.py).
+    app.add_exception_handler(IdempotentReplay, replay_handler)
     app.add_middleware(IdempotencyMiddleware)  # inside the request id: stores rendered responses
 
     api = APIRouter(prefix=API_PREFIX, responses=COMMON_ERROR_RESPONSES)

@@ -14,6 +14,7 @@ from starlette.types import Message
 from kindred.auth.dependencies import CurrentUser
 from kindred.kit import clock
 from kindred.kit.handlers import ErrorBody
+from kindred.middleware.idempotency import IDEMPOTENCY_409, IDEMPOTENCY_422, Idempotent
 from kindred.photos.dependencies import MediaSignerDep, PhotoServiceDep, PhotoUploaderDep, StorageDep
 from kindred.photos.exceptions import FileTooLarge
 from kindred.photos.schemas import PhotoOrderIn, PhotoRead
@@ -86,14 +87,15 @@ async def _read_capped(file: UploadFile) -> bytes:
     status_code=status.HTTP_201_CREATED,
     response_model=PhotoRead,
     responses=_errors(
-        (409, "photo_limit_reached"),
+        (409, f"photo_limit_reached, {IDEMPOTENCY_409}"),
         (413, "file_too_large"),
         (415, "unsupported_media_type"),
-        (422, "image_invalid, validation_error"),
+        (422, f"image_invalid, validation_error, {IDEMPOTENCY_422}"),
     ),
 )
 async def upload_photo(
     principal: CurrentUser,
+    _: Idempotent,
     uploader: PhotoUploaderDep,
     file: Annotated[UploadFile, File(description="JPEG, PNG or WebP (HEIC when supported), at most 10 MB.")],
 ) -> PhotoRead:

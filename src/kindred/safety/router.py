@@ -11,6 +11,7 @@ from kindred.auth.dependencies import CurrentUser
 from kindred.kit.deps import SessionDep, request_id
 from kindred.kit.handlers import ErrorBody
 from kindred.kit.pagination import CursorParam, LimitParam, Page
+from kindred.middleware.idempotency import IDEMPOTENCY_409, IDEMPOTENCY_422, Idempotent
 from kindred.safety.schemas import BlockCreate, BlockCreated, BlockRead, ReportCreate, ReportCreated
 from kindred.safety.service import SafetyService
 
@@ -32,9 +33,11 @@ router = APIRouter(tags=["safety"])
     "/blocks",
     status_code=status.HTTP_201_CREATED,
     response_model=BlockCreated,
-    responses=_errors((404, "user_not_found"), (422, "validation_error")),
+    responses=_errors((404, "user_not_found"), (409, IDEMPOTENCY_409), (422, f"validation_error, {IDEMPOTENCY_422}")),
 )
-async def block_user(body: BlockCreate, principal: CurrentUser, service: SafetyServiceDep) -> BlockCreated:
+async def block_user(
+    body: BlockCreate, principal: CurrentUser, _: Idempotent, service: SafetyServiceDep
+) -> BlockCreated:
     return await service.block(principal, body.user_id)
 
 
@@ -60,7 +63,9 @@ async def list_blocks(
     "/reports",
     status_code=status.HTTP_201_CREATED,
     response_model=ReportCreated,
-    responses=_errors((404, "user_not_found"), (422, "validation_error")),
+    responses=_errors((404, "user_not_found"), (409, IDEMPOTENCY_409), (422, f"validation_error, {IDEMPOTENCY_422}")),
 )
-async def report_user(body: ReportCreate, principal: CurrentUser, service: SafetyServiceDep) -> ReportCreated:
+async def report_user(
+    body: ReportCreate, principal: CurrentUser, _: Idempotent, service: SafetyServiceDep
+) -> ReportCreated:
     return await service.report(principal, body)

@@ -10,6 +10,7 @@ from kindred.auth.dependencies import CurrentUser
 from kindred.kit.deps import SessionDep, request_id
 from kindred.kit.handlers import ErrorBody
 from kindred.kit.pagination import CursorParam, LimitParam
+from kindred.middleware.idempotency import IDEMPOTENCY_409, IDEMPOTENCY_422, Idempotent
 from kindred.swipes.schemas import BoostCreated, LikesReceivedPage, SwipeCreate, SwipeCreated, UndoRead
 from kindred.swipes.service import SwipeService
 
@@ -33,12 +34,12 @@ router = APIRouter(tags=["swipes"])
     response_model=SwipeCreated,
     responses=_errors(
         (404, "user_not_found"),
-        (409, "already_swiped"),
-        (422, "validation_error"),
+        (409, f"already_swiped, {IDEMPOTENCY_409}"),
+        (422, f"validation_error, {IDEMPOTENCY_422}"),
         (429, "quota_exhausted (details.resets_at, Retry-After)"),
     ),
 )
-async def swipe(body: SwipeCreate, principal: CurrentUser, service: SwipeServiceDep) -> SwipeCreated:
+async def swipe(body: SwipeCreate, principal: CurrentUser, _: Idempotent, service: SwipeServiceDep) -> SwipeCreated:
     return await service.swipe(principal, body)
 
 
@@ -62,7 +63,11 @@ async def likes_received(
     "/boosts",
     status_code=status.HTTP_201_CREATED,
     response_model=BoostCreated,
-    responses=_errors((403, "premium_required"), (409, "boost_active")),
+    responses=_errors(
+        (403, "premium_required"),
+        (409, f"boost_active, {IDEMPOTENCY_409}"),
+        (422, f"validation_error, {IDEMPOTENCY_422}"),
+    ),
 )
-async def boost(principal: CurrentUser, service: SwipeServiceDep) -> BoostCreated:
+async def boost(principal: CurrentUser, _: Idempotent, service: SwipeServiceDep) -> BoostCreated:
     return await service.boost(principal)
