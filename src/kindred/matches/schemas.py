@@ -1,13 +1,13 @@
-"""The Match object: the other person's card, plus the chat fields (filled in by chat)."""
+"""The Match object: the other person's card, the conversation's last message and the caller's unread count."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel
 
+from kindred.chat.schemas import MessageRead
 from kindred.discovery.schemas import Card
 
 
@@ -15,5 +15,11 @@ class MatchRead(BaseModel):
     id: uuid.UUID
     created_at: datetime
     user: Card
-    last_message: dict[str, Any] | None = None  # a Message once chat exists
+    last_message: MessageRead | None = None
     unread_count: int = 0
+
+
+class MatchRemoved(BaseModel):
+    """`match.removed` event data."""
+
+    match_id: uuid.UUID

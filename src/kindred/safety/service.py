@@ -69,6 +69,10 @@ class SafetyService:
                 request_id=self.request_id,
             )
             log.info("safety.blocked", user_id=str(principal.user_id), blocked_id=str(user_id))
+            # Imported here: matches -> discovery -> safety would make a module-level import circular.
+            from kindred.matches.service import MatchService
+
+            await MatchService(self.session, request_id=self.request_id).on_block(principal.user_id, user_id)
         return BlockCreated(user_id=user_id, created_at=block.created_at)
 
     async def unblock(self, principal: Principal, user_id: uuid.UUID) -> None:
