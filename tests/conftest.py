@@ -69,6 +69,10 @@ def var_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("var")
 
 
+RATE_LIMIT_SETTINGS = tuple(name for name in Settings.model_fields if name.startswith("rate_limit_"))
+UNLIMITED = "1000000/minute"
+
+
 @pytest.fixture
 def settings_overrides() -> dict[str, object]:
     """Override per test module to change settings (e.g. a short refresh grace)."""
@@ -87,6 +91,9 @@ def settings(stack: Stack, var_dir: Path, settings_overrides: dict[str, object])
         # Cheap hashing keeps the suite fast; production cost is measured in `make bench`.
         "argon2_memory_kib": 1024,
         "argon2_time_cost": 1,
+        # The limiter runs in every test (its cost is part of every request) with budgets no ordinary test
+        # reaches; tests/middleware/test_rate_limit.py sets the real ones.
+        **{name: UNLIMITED for name in RATE_LIMIT_SETTINGS},
     }
     values.update(settings_overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -24,12 +24,14 @@ from kindred.kit.db import Database
 from kindred.kit.email import EmailBackend, Mailer, create_email_backend
 from kindred.kit.handlers import COMMON_ERROR_RESPONSES, install_error_handlers
 from kindred.kit.media import MEDIA_SIGNER, MediaSigner
+from kindred.kit.ratelimit import Limiter
 from kindred.kit.security import Passwords, TokenSigner
 from kindred.kit.storage import create_storage
 from kindred.matches.router import router as matches_router
 from kindred.middleware.cors import KindredCORSMiddleware
 from kindred.middleware.idempotency import IdempotencyMiddleware, IdempotentReplay, replay_handler
 from kindred.middleware.limits import BodyLimitMiddleware, TimeoutMiddleware, route_timeout
+from kindred.middleware.rate_limit import RateLimitMiddleware, RateLimitPolicy
 from kindred.middleware.request_context import RequestContextMiddleware
 from kindred.middleware.security import HttpsPolicyMiddleware, SecurityHeadersMiddleware, docs_csp
 from kindred.observability.logging import get_logger
@@ -67,6 +69,12 @@ def create_app(settings: Settings | None = None, *, email_backend: EmailBackend 
             settings.redis_url, socket_timeout=settings.redis_socket_timeout, key_prefix=settings.cache_key_prefix
         )
         await state.cache.ping()  # settles the mode (redis or memory fallback) before the first request
+        # Rate-limit counters share the cache's Redis connection pool; in memory without Redis.
+        redis_client = getattr(state.cache, "redis_client", None)
+        state.limiter = Limiter(
+            redis_pool=redis_client.connection_pool if redis_client is not None else None,
+            key_prefix=f"{settings.cache_key_prefix}rl",
+        )
         backend = email_backend or create_email_backend(
             settings.email_backend.value, smtp_url=settings.smtp_url, sender=settings.email_from
         )
@@ -108,6 +116,7 @@ def create_app(settings: Settings | None = None, *, email_backend: EmailBackend 
     app.state.settings = settings
     app.state.signer = signer
     app.state.passwords = passwords
+    app.state.rate_limits = RateLimitPolicy(settings)
     app.state.metrics_registry = registry
     app.state.started = False
     app.state.draining = False
@@ -134,6 +143,7 @@ def create_app(settings: Settings | None = None, *, email_backend: EmailBackend 
     docs_policy = _mount_docs(app)
     # Outermost last: request id → security headers → HTTPS policy → ... (ARCHITECTURE.md, request path).
     app.add_middleware(TimeoutMiddleware, timeout_for=route_timeout(settings.request_timeout))
+    app.add_middleware(RateLimitMiddleware)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(KindredCORSMiddleware, settings=settings)
     app.add_middleware(HttpsPolicyMiddleware, enabled=settings.is_production)

@@ -10,6 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 
+import limits
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -151,6 +152,13 @@ class Settings(BaseSettings):
     rate_limit_free: str = "100/15minutes"
     rate_limit_premium: str = "500/15minutes"
     rate_limit_staff: str = "1000/15minutes"
+    # Route limits on top of the general budgets (ARCHITECTURE.md): per client IP, per user, per address.
+    rate_limit_login_ip: str = "10/minute"
+    rate_limit_login_account: str = "25/hour"
+    rate_limit_register_ip: str = "5/30minutes"
+    rate_limit_email_address: str = "5/30minutes"
+    rate_limit_messages: str = "30/minute"
+    rate_limit_uploads: str = "20/hour"
 
     terms_version: str = "2026-01"
     deletion_grace_days: int = 30
@@ -168,6 +176,19 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = Field(19456, ge=8)
     argon2_time_cost: int = Field(2, ge=1)
     argon2_parallelism: int = Field(1, ge=1)
+
+    @field_validator(
+        "rate_limit_anonymous", "rate_limit_free", "rate_limit_premium", "rate_limit_staff", "rate_limit_login_ip",
+        "rate_limit_login_account", "rate_limit_register_ip", "rate_limit_email_address", "rate_limit_messages",
+        "rate_limit_uploads",
+    )  # fmt: skip
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        try:
+            limits.parse(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate limit like '100/15minutes' or '10/minute'") from None
+        return value
 
     @field_validator("cors_origin", "trusted_proxies", mode="before")
     @classmethod

@@ -35,7 +35,12 @@ def field_locs(error: dict[str, Any]) -> list[list[str | int]]:
 
 
 def headers_without_request_id(response: httpx.Response) -> list[tuple[str, str]]:
-    return sorted((k.lower(), v) for k, v in response.headers.multi_items() if k.lower() != "x-request-id")
+    """Every header but the per-request ones: the request id and the rate-limit counters."""
+    return sorted(
+        (k.lower(), v)
+        for k, v in response.headers.multi_items()
+        if k.lower() != "x-request-id" and not k.lower().startswith("ratelimit-")
+    )
 
 
 async def users_with_email(app: FastAPI, email: str) -> list[User]:

@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
+from kindred.settings import Settings
 from tests.support import leaks
 from tests.support.stack import Stack, truncate_all, worker_id
 
@@ -195,6 +196,8 @@ class ServerFactory:
             # Shutdown phases short, so a SIGTERM test takes a second rather than half a minute.
             "SHUTDOWN_DRAIN_DELAY": "0.2",
             "SHUTDOWN_TIMEOUT": "5",
+            # Budgets no test reaches; the limiter still runs (tests/middleware/test_rate_limit.py).
+            **{name.upper(): "1000000/minute" for name in Settings.model_fields if name.startswith("rate_limit_")},
         }
         if self.stack.redis_url:
             values["REDIS_URL"] = self.stack.redis_url

@@ -33,13 +33,18 @@ async def current_principal(
         if not token:
             raise NotAuthenticated()
     state = request.app.state
-    claims = state.signer.verify(token)
-    # On a cache miss the state is read in its own short unit of work, so routes that need nothing else
-    # from the database (GET /me) never open one.
-    session_state = await resolve(
-        state.db, state.cache, claims.session_id, claims.user_id, state.settings.session_cache_ttl
-    )
     ctx = request.scope.get("kindred")
+    verified = ctx.get("verified") if ctx is not None else None
+    if verified is not None and verified[0] == token:
+        # The rate limiter verified this very token and resolved its session moments ago.
+        _, claims, session_state = verified
+    else:
+        claims = state.signer.verify(token)
+        # On a cache miss the state is read in its own short unit of work, so routes that need nothing
+        # else from the database (GET /me) never open one.
+        session_state = await resolve(
+            state.db, state.cache, claims.session_id, claims.user_id, state.settings.session_cache_ttl
+        )
     if ctx is not None:
         ctx["user_id"] = str(claims.user_id)
     return Principal(user_id=claims.user_id, session_id=claims.session_id, state=session_state, via_cookie=via_cookie)

@@ -24,6 +24,7 @@ from kindred.auth.schemas import (
 from kindred.auth.service import SignIn
 from kindred.kit.errors import NotAuthenticated
 from kindred.kit.pagination import CursorParam, LimitParam, Page
+from kindred.middleware.rate_limit import limit_address
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -67,7 +68,8 @@ async def verify_email(body: TokenIn, service: AuthServiceDep) -> TokenPair:
 
 
 @router.post("/resend-verification", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
-async def resend_verification(body: EmailIn, service: AuthServiceDep) -> Accepted:
+async def resend_verification(body: EmailIn, request: Request, service: AuthServiceDep) -> Accepted:
+    await limit_address(request, "email_address", body.email)
     await service.resend_verification(body.email)
     return ACCEPTED
 
@@ -76,6 +78,7 @@ async def resend_verification(body: EmailIn, service: AuthServiceDep) -> Accepte
 async def login(
     body: LoginIn, request: Request, response: Response, service: AuthServiceDep
 ) -> TokenPair | UserEnvelope:
+    await limit_address(request, "login_account", body.email)
     signin = await service.login(email=body.email, password=body.password)
     if body.session == "cookie":
         _set_cookies(request, response, signin)
@@ -125,7 +128,8 @@ async def revoke_session(session_id: uuid.UUID, principal: CurrentUser, service:
 
 
 @router.post("/forgot-password", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
-async def forgot_password(body: EmailIn, service: AuthServiceDep) -> Accepted:
+async def forgot_password(body: EmailIn, request: Request, service: AuthServiceDep) -> Accepted:
+    await limit_address(request, "email_address", body.email)
     await service.forgot_password(body.email)
     return ACCEPTED
 

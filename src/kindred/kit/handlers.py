@@ -100,6 +100,8 @@ COMMON_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: _documented("malformed_request, token_invalid"),
     401: _documented("not_authenticated, token_expired, session_revoked, invalid_credentials, refresh_token_*"),
     403: _documented("forbidden, email_not_verified, account_suspended"),
+    413: _documented("payload_too_large (a body over 1 MiB)"),
     422: _documented("validation_error (details.fields), underage, weak_password, terms_version_invalid"),
+    429: _documented("rate_limited (Retry-After, RateLimit-Limit/Remaining/Reset)"),
     503: _documented("database_unavailable, dependency_unavailable, timeout (with Retry-After)"),
 }

@@ -151,6 +151,11 @@ VERIFIED_CACHE_SIZE = 10_000
 _wall_clock = time.time  # PyJWT checks `exp` against the wall clock; so does the cache (tests move it)
 
 
+def _check_expiry(claims: AccessClaims) -> None:
+    if claims.expires_at.timestamp() + LEEWAY_SECONDS < _wall_clock():
+        raise TokenExpired()
+
+
 class TokenSigner:
     """Issues and verifies RS256 access tokens; publishes the public key as a JWK with a `kid`."""
 
@@ -207,12 +212,11 @@ class TokenSigner:
         """
         cached = self._verified.get(token)
         if cached is not None:
-            if cached.expires_at.timestamp() + LEEWAY_SECONDS < _wall_clock():
-                self._verified.pop(token, None)
-                raise TokenExpired()
+            _check_expiry(cached)
             self._verified.move_to_end(token)
             return cached
         claims = self._verify_uncached(token)
+        _check_expiry(claims)  # on our clock too, the same one the remembered path uses
         self._verified[token] = claims
         if len(self._verified) > VERIFIED_CACHE_SIZE:
             self._verified.popitem(last=False)
