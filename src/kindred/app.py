@@ -29,6 +29,7 @@ from kindred.kit.security import Passwords, TokenSigner
 from kindred.kit.storage import create_storage
 from kindred.matches.router import router as matches_router
 from kindred.middleware.cors import KindredCORSMiddleware
+from kindred.middleware.csrf import CsrfMiddleware, CsrfTokens
 from kindred.middleware.idempotency import IdempotencyMiddleware, IdempotentReplay, replay_handler
 from kindred.middleware.limits import BodyLimitMiddleware, TimeoutMiddleware, route_timeout
 from kindred.middleware.rate_limit import RateLimitMiddleware, RateLimitPolicy
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None, *, email_backend: EmailBackend 
     app.state.signer = signer
     app.state.passwords = passwords
     app.state.rate_limits = RateLimitPolicy(settings)
+    app.state.csrf_tokens = CsrfTokens(settings.effective_secret_key)
     app.state.metrics_registry = registry
     app.state.started = False
     app.state.draining = False
@@ -142,6 +144,7 @@ def create_app(settings: Settings | None = None, *, email_backend: EmailBackend 
     app.include_router(health_router)
     docs_policy = _mount_docs(app)
     # Outermost last: request id → security headers → HTTPS policy → ... (ARCHITECTURE.md, request path).
+    app.add_middleware(CsrfMiddleware)
     app.add_middleware(TimeoutMiddleware, timeout_for=route_timeout(settings.request_timeout))
     app.add_middleware(RateLimitMiddleware)
     app.add_middleware(BodyLimitMiddleware)

@@ -347,9 +347,19 @@ async def test_the_winner_of_concurrent_refreshes_keeps_a_working_pair(
 
 
 async def cookie_login(client: httpx.AsyncClient, account: Account) -> httpx.Response:
-    response = await login(client, account, session="cookie")
+    """As a browser signs in: a CSRF token for its pre-session first, echoed in X-CSRF-Token."""
+    token = (await client.get("/api/v1/auth/csrf")).json()["csrf_token"]
+    response = await client.post(
+        "/api/v1/auth/login",
+        json={"email": account.email, "password": account.password, "session": "cookie"},
+        headers={"X-CSRF-Token": token},
+    )
     assert response.status_code == 200, response.text
     return response
+
+
+def csrf_header(client: httpx.AsyncClient) -> dict[str, str]:
+    return {"X-CSRF-Token": client.cookies["kindred_csrf"]}
 
 
 async def test_cookie_login_returns_only_the_user(client: httpx.AsyncClient, mail: MemoryEmailBackend) -> None:
@@ -364,14 +374,17 @@ async def test_cookie_login_sets_httponly_lax_root_cookies_without_host_prefix_i
 ) -> None:
     account = await verified_account(client, mail)
     cookies = parse_set_cookies(await cookie_login(client, account))
-    assert set(cookies) == {"kindred_access", "kindred_refresh"}
+    assert set(cookies) == {"kindred_access", "kindred_refresh", "kindred_csrf"}
+    csrf = cookies.pop("kindred_csrf")
+    assert csrf["value"] and "httponly" not in csrf  # readable: the page echoes it in X-CSRF-Token
     for cookie in cookies.values():
         assert cookie["value"]
         assert cookie.get("httponly") is True
         assert str(cookie.get("samesite")).lower() == "lax"
         assert cookie.get("path") == "/"
         assert "secure" not in cookie  # plain http in test; production uses __Host- and Secure
-    assert cookies["kindred_access"]["max-age"] == "900"
+    # The JWT inside expires in 15 minutes; the cookie lives as long as the session (CSRF binding).
+    assert cookies["kindred_access"]["max-age"] == cookies["kindred_refresh"]["max-age"] == str(30 * 24 * 3600)
 
 
 async def test_me_works_with_the_access_cookie_alone(client: httpx.AsyncClient, mail: MemoryEmailBackend) -> None:
@@ -388,12 +401,12 @@ async def test_cookie_refresh_without_body_rotates_both_cookies(
 ) -> None:
     account = await verified_account(client, mail)
     first = parse_set_cookies(await cookie_login(client, account))
-    response = await client.post(REFRESH)
+    response = await client.post(REFRESH, headers=csrf_header(client))
     assert response.status_code == 200, response.text
     assert set(response.json()) == {"user"}
     second = parse_set_cookies(response)
-    assert set(second) == {"kindred_access", "kindred_refresh"}
-    for name in second:
+    assert set(second) == {"kindred_access", "kindred_refresh", "kindred_csrf"}
+    for name in ("kindred_access", "kindred_refresh"):
         assert second[name]["value"] != first[name]["value"]
         assert second[name].get("httponly") is True
     old = await refresh_row(app, str(first["kindred_refresh"]["value"]))

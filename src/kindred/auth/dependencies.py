@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from kindred.auth.cookies import cookie_names as _cookie_names
 from kindred.auth.service import AuthService, Principal, RequestMeta
 from kindred.auth.session_state import resolve
 from kindred.kit.deps import OutboxDep, SessionDep, request_id
@@ -16,8 +17,9 @@ bearer = HTTPBearer(auto_error=False, description="RS256 access token from login
 
 
 def cookie_names(request: Request) -> tuple[str, str]:
-    prefix = "__Host-" if request.app.state.settings.cookie_secure else ""
-    return f"{prefix}kindred_access", f"{prefix}kindred_refresh"
+    """(access, refresh) cookie names for this app (auth/cookies.py)."""
+    access, refresh, _ = _cookie_names(request.app.state.settings)
+    return access, refresh
 
 
 async def current_principal(

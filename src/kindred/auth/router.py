@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
 
-from kindred.auth.dependencies import AuthServiceDep, CurrentUser, cookie_names
+from kindred.auth.cookies import CSRF_COOKIE, cookie_names
+from kindred.auth.dependencies import AuthServiceDep, CurrentUser
 from kindred.auth.schemas import (
     Accepted,
     ChangeEmailIn,
     ChangePasswordIn,
+    CsrfOut,
     EmailIn,
     LoginIn,
     RefreshIn,
@@ -24,30 +27,57 @@ from kindred.auth.schemas import (
 from kindred.auth.service import SignIn
 from kindred.kit.errors import NotAuthenticated
 from kindred.kit.pagination import CursorParam, LimitParam, Page
+from kindred.middleware.csrf import binding as csrf_binding
+from kindred.middleware.csrf import check as csrf_check
+from kindred.middleware.csrf import new_presession_id
 from kindred.middleware.rate_limit import limit_address
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 ACCEPTED = Accepted(status="accepted")
+PRESESSION_LIFETIME = 24 * 3600
+
+
+def _cookie_options(request: Request, *, readable: bool = False) -> dict[str, Any]:
+    settings = request.app.state.settings
+    return {"httponly": not readable, "secure": settings.cookie_secure, "samesite": "lax", "path": "/"}
 
 
 def _set_cookies(request: Request, response: Response, signin: SignIn) -> None:
-    settings = request.app.state.settings
-    access_name, refresh_name = cookie_names(request)
-    common = {"httponly": True, "secure": settings.cookie_secure, "samesite": "lax", "path": "/"}
-    response.set_cookie(access_name, signin.access_token, max_age=signin.expires_in, **common)
-    response.set_cookie(
-        refresh_name,
-        signin.refresh_token,
-        max_age=int(settings.refresh_token_ttl.total_seconds()),
-        **common,
-    )
+    """The session's cookies, and a fresh CSRF token bound to it (rotated at every sign-in)."""
+    state = request.app.state
+    lifetime = int(state.settings.refresh_token_ttl.total_seconds())
+    access_name, refresh_name, _ = cookie_names(state.settings)
+    # The access cookie lives as long as the session: the JWT inside expires after 15 minutes and is
+    # then refused, but its signed session id still binds the CSRF token of a cookie-mode refresh.
+    response.set_cookie(access_name, signin.access_token, max_age=lifetime, **_cookie_options(request))
+    response.set_cookie(refresh_name, signin.refresh_token, max_age=lifetime, **_cookie_options(request))
+    token = state.csrf_tokens.issue(f"s:{state.signer.session_of(signin.access_token)}")
+    response.set_cookie(CSRF_COOKIE, token, max_age=lifetime, **_cookie_options(request, readable=True))
 
 
 def _clear_cookies(request: Request, response: Response) -> None:
-    secure = request.app.state.settings.cookie_secure
-    for name in cookie_names(request):
-        response.delete_cookie(name, path="/", secure=secure, httponly=True, samesite="lax")
+    access_name, refresh_name, _ = cookie_names(request.app.state.settings)
+    for name in (access_name, refresh_name):
+        response.delete_cookie(name, **_cookie_options(request))
+    response.delete_cookie(CSRF_COOKIE, **_cookie_options(request, readable=True))
+
+
+@router.get("/csrf", response_model=CsrfOut)
+async def csrf(request: Request, response: Response) -> CsrfOut:
+    """A CSRF token for cookie mode, with or without a session: bound to the session when signed in, else
+    to a pre-session id (set here as an httpOnly cookie) so the sign-in request itself is protected."""
+    state = request.app.state
+    bound_to = csrf_binding(request.cookies, state.settings, state.signer)
+    if bound_to is None:
+        presession = new_presession_id()
+        _, _, presession_name = cookie_names(state.settings)
+        response.set_cookie(presession_name, presession, max_age=PRESESSION_LIFETIME, **_cookie_options(request))
+        bound_to = f"p:{presession}"
+    token = state.csrf_tokens.issue(bound_to)
+    lifetime = int(state.settings.refresh_token_ttl.total_seconds())
+    response.set_cookie(CSRF_COOKIE, token, max_age=lifetime, **_cookie_options(request, readable=True))
+    return CsrfOut(csrf_token=token)
 
 
 @router.post("/register", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
@@ -78,6 +108,11 @@ async def resend_verification(body: EmailIn, request: Request, service: AuthServ
 async def login(
     body: LoginIn, request: Request, response: Response, service: AuthServiceDep
 ) -> TokenPair | UserEnvelope:
+    if body.session == "cookie":  # login CSRF: the token must be bound to this browser's pre-session
+        state = request.app.state
+        csrf_check(
+            request.cookies, request.headers.get("x-csrf-token"), state.settings, state.signer, state.csrf_tokens
+        )
     await limit_address(request, "login_account", body.email)
     signin = await service.login(email=body.email, password=body.password)
     if body.session == "cookie":
@@ -93,7 +128,7 @@ async def refresh(
     token = body.refresh_token if body else None
     from_cookie = token is None
     if from_cookie:
-        token = request.cookies.get(cookie_names(request)[1])
+        token = request.cookies.get(cookie_names(request.app.state.settings)[1])
     if not token:
         raise NotAuthenticated("A refresh token is required.")
     signin = await service.refresh(token)

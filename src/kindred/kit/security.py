@@ -222,7 +222,19 @@ class TokenSigner:
             self._verified.popitem(last=False)
         return claims
 
-    def _verify_uncached(self, token: str) -> AccessClaims:
+    def session_of(self, token: str) -> uuid.UUID | None:
+        """The session id of a token we signed, expired or not (CSRF binding); None if not ours or malformed."""
+        try:
+            return self.verify(token).session_id
+        except TokenExpired:
+            try:
+                return self._verify_uncached(token, check_expiry=False).session_id
+            except NotAuthenticated:
+                return None
+        except NotAuthenticated:
+            return None
+
+    def _verify_uncached(self, token: str, *, check_expiry: bool = True) -> AccessClaims:
         try:
             # One parse for header and claims; the header's kid must name our key (rotation-ready).
             decoded = jwt.decode_complete(
@@ -231,7 +243,10 @@ class TokenSigner:
                 algorithms=["RS256"],
                 issuer=self.issuer,
                 audience=self.audience,
-                options={"require": ["exp", "iat", "sub", "sid", "jti", "iss", "aud", "typ"]},
+                options={
+                    "require": ["exp", "iat", "sub", "sid", "jti", "iss", "aud", "typ"],
+                    "verify_exp": check_expiry,
+                },
                 leeway=LEEWAY_SECONDS,
             )
         except jwt.ExpiredSignatureError:

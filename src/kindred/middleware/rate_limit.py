@@ -26,6 +26,7 @@ from fastapi import Request
 from limits import RateLimitItem
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kindred.auth.cookies import cookie_names
 from kindred.auth.session_state import SessionState, resolve
 from kindred.kit.errors import AppError
 from kindred.kit.ratelimit import Decision, Limiter, rate
@@ -161,7 +162,7 @@ async def _caller(scope: Scope, state: Any) -> Caller:
 
 
 def _token(scope: Scope, settings: Settings) -> str | None:
-    cookie_name = ("__Host-kindred_access" if settings.cookie_secure else "kindred_access").encode()
+    cookie_name = cookie_names(settings)[0].encode()
     cookie_header = None
     for name, value in scope["headers"]:
         if name == b"authorization":
