@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
+import socket
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from kindred.settings import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    import uvicorn
+    from fastapi import FastAPI
 
 app = typer.Typer(help="Kindred: a dating-app backend.", no_args_is_help=True, add_completion=False)
 keys_app = typer.Typer(help="Signing keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
 EXIT_CONFIG = 2
+WS_MAX_SIZE = 64 * 1024
 
 
 def _settings() -> Settings:
@@ -72,18 +79,46 @@ def serve(
         server_header=False,
         timeout_keep_alive=75,
         timeout_graceful_shutdown=int(settings.shutdown_timeout),
+        ws_max_size=WS_MAX_SIZE,  # client frames over 64 KiB close with 1009 (API.md)
     )
+    logging.getLogger("uvicorn.error").addFilter(_hide_websocket_query)
     log.info("server.starting", host=config.host, port=config.port)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler that was
     # installed before it: make that handler a clean exit so an orderly shutdown exits 0.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit_cleanly)
-    uvicorn.Server(config).run()
+    _server(config, application).run()
     log.info("server.stopped")
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
+
+
+def _hide_websocket_query(record: logging.LogRecord) -> bool:
+    """uvicorn logs each WebSocket handshake with its query string; a client that (wrongly) puts a token
+    in the URL must not get it into our log. Keep the path, drop the query."""
+    if isinstance(record.msg, str) and '"WebSocket %s"' in record.msg and isinstance(record.args, tuple):
+        record.args = tuple(arg.split("?", 1)[0] if isinstance(arg, str) and "?" in arg else arg for arg in record.args)
+    return True
+
+
+def _server(config: uvicorn.Config, application: FastAPI) -> uvicorn.Server:
+    import uvicorn
+
+    class KindredServer(uvicorn.Server):
+        """uvicorn, but open WebSockets close with 1001 (going away) on shutdown, not uvicorn's 1012."""
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            for server in self.servers:
+                server.close()  # no new connections while the sockets close
+            realtime = getattr(application.state, "realtime", None)  # set by the lifespan's start-up
+            if realtime is not None:
+                # Close frames are written now, before uvicorn's shutdown closes (or 1012s) the connections.
+                await realtime.close()
+            await super().shutdown(sockets)
+
+    return KindredServer(config)
 
 
 @app.command()

@@ -211,17 +211,17 @@ class AuthService:
             expires_in=expires_in,
         )
 
-    async def _forget_sessions(self, session_ids: list[uuid.UUID]) -> None:
+    async def _forget_sessions(self, user_id: uuid.UUID, session_ids: list[uuid.UUID]) -> None:
         if session_ids:
             cache, ttl = self.cache, self.settings.session_cache_ttl
-            after_commit(self.session, lambda: session_state.mark_revoked(cache, session_ids, ttl))
+            after_commit(self.session, lambda: session_state.end_sessions(cache, user_id, session_ids, ttl))
 
     async def _forget_user(self, user_id: uuid.UUID) -> None:
         await forget_user_sessions(self.session, self.cache, user_id)
 
     async def _revoke_all(self, user_id: uuid.UUID, reason: str, *, keep: uuid.UUID | None = None) -> None:
         ids = await self.repo.revoke_user_sessions(user_id, clock.now(), reason, except_session=keep)
-        await self._forget_sessions(ids)
+        await self._forget_sessions(user_id, ids)
 
     # ------------------------------------------------------------------ registration
     async def register(
@@ -349,7 +349,7 @@ class AuthService:
                 raise exc.RefreshTokenSpent()
             # A spent token came back later: assume it was stolen and end the whole family.
             await self.repo.revoke_session(auth_session.id, now, "refresh_reuse")
-            await self._forget_sessions([auth_session.id])
+            await self._forget_sessions(user.id, [auth_session.id])
             self._audit("auth.refresh_reused", actor_id=user.id, target_id=user.id, reason="family_revoked")
             raise exc.RefreshTokenReused()
         if user.status in {AccountStatus.banned, AccountStatus.deleted}:
@@ -370,7 +370,7 @@ class AuthService:
     # ------------------------------------------------------------------ sessions
     async def logout(self, principal: Principal) -> None:
         await self.repo.revoke_session(principal.session_id, clock.now(), "logout")
-        await self._forget_sessions([principal.session_id])
+        await self._forget_sessions(principal.user_id, [principal.session_id])
         self._audit("session.logout", actor_id=principal.user_id)
 
     async def logout_all(self, principal: Principal) -> None:
@@ -406,7 +406,7 @@ class AuthService:
         if found is None or found[0].user_id != principal.user_id or found[0].revoked_at is not None:
             raise NotFound("Session not found.")
         await self.repo.revoke_session(session_id, clock.now(), "revoked_by_user")
-        await self._forget_sessions([session_id])
+        await self._forget_sessions(principal.user_id, [session_id])
         self._audit("session.revoked", actor_id=principal.user_id, reason=str(session_id))
 
     # ------------------------------------------------------------------ passwords

@@ -22,6 +22,7 @@ from kindred.kit.cache import Cache
 from kindred.kit.db import Database
 from kindred.kit.errors import SessionRevoked
 from kindred.models import AccountStatus
+from kindred.realtime.events import close_user_sessions
 
 PREFIX = "auth:sess:"
 _TOMBSTONE = "revoked"
@@ -110,6 +111,13 @@ async def mark_revoked(cache: Cache, session_ids: list[uuid.UUID], ttl: int) -> 
         return
     for sid in session_ids:
         await cache.set(PREFIX + str(sid), _TOMBSTONE, ttl=2 * ttl + 30)
+
+
+async def end_sessions(cache: Cache, user_id: uuid.UUID, session_ids: list[uuid.UUID], ttl: int) -> None:
+    """After a revocation committed: the tombstones, then every instance closes those sessions' sockets
+    (4001). Tombstones first, so a client reconnecting on its close is refused."""
+    await mark_revoked(cache, session_ids, ttl)
+    await close_user_sessions(cache, user_id, session_ids)
 
 
 async def forget(cache: Cache, session_ids: list[uuid.UUID]) -> None:

@@ -54,12 +54,14 @@ async def create_staff(settings: Settings, *, email: str, password: str, role: s
                 reason=f"cli:{role}",
             )
             ids = await repo.revoke_user_sessions(user.id, now, "role_changed") if not created else []
+            user_id = user.id
         if ids:
             from kindred.kit.cache import create_cache
 
             cache = create_cache(settings.redis_url, key_prefix=settings.cache_key_prefix)
             try:
-                await session_state.mark_revoked(cache, ids, settings.session_cache_ttl)
+                # Tombstones, and the running servers close those sessions' sockets (4001) at once.
+                await session_state.end_sessions(cache, user_id, ids, settings.session_cache_ttl)
             finally:
                 await cache.close()
         return created

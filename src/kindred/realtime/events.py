@@ -61,3 +61,32 @@ def emit(session: AsyncSession, user_ids: Iterable[uuid.UUID | str], event_type:
         await publish(bus, targets, event_type, data)
 
     after_commit(session, send)
+
+
+def parse(message: str) -> tuple[str, dict[str, Any]] | None:
+    """`(type, data)` of a published frame, or None when it is not one (never forwarded then)."""
+    try:
+        value = json.loads(message)
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("type"), str):
+        return None
+    data = value.get("data")
+    return value["type"], data if isinstance(data, dict) else {}
+
+
+def is_internal(event_type: str) -> bool:
+    return event_type.startswith(INTERNAL_PREFIX)
+
+
+async def close_user_sessions(
+    bus: Cache, user_id: uuid.UUID | str, session_ids: Iterable[uuid.UUID | str] | None = None
+) -> None:
+    """Close the sockets of these sessions of the user (all of the user's sockets when None) with 4001,
+    on every instance at once. Call it after the change that ended them committed. Never raises.
+
+    The one path for every reason a session ends: logout, logout-all, password change or reset, a
+    reused refresh token, and (when they arrive) suspension, ban and deletion.
+    """
+    data: dict[str, Any] = {"all": True} if session_ids is None else {"session_ids": [str(s) for s in session_ids]}
+    await publish(bus, [user_id], SESSION_REVOKED, data)
