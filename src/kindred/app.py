@@ -101,6 +101,11 @@ def create_app(settings: Settings | None = None, *, email_backend: EmailBackend 
             await state.cache.close()
             await state.mailer.close()
             await state.db.dispose()
+            for flush in app.state.flush_on_shutdown:  # error tracking, metrics, traces: last words out
+                try:
+                    await flush()
+                except Exception as exc:  # one exporter failing must not keep the others from flushing
+                    log.warning("app.flush_failed", error=type(exc).__name__)
             log.info("app.stopped")
 
     app = FastAPI(
@@ -118,6 +123,8 @@ def create_app(settings: Settings | None = None, *, email_backend: EmailBackend 
     app.state.signer = signer
     app.state.passwords = passwords
     app.state.rate_limits = RateLimitPolicy(settings)
+    # Observability integrations append `async () -> None` callables: run last at shutdown.
+    app.state.flush_on_shutdown = []
     app.state.csrf_tokens = CsrfTokens(settings.effective_secret_key)
     app.state.metrics_registry = registry
     app.state.started = False

@@ -26,6 +26,8 @@ class Card(BaseModel):
     photos: list[PhotoRead]
     distance_km: int | None
     verified: bool
+    # Matches only, and only if they have not hidden it (`hide_presence`); null everywhere else.
+    last_active_bucket: Literal["online", "today", "this_week", "earlier"] | None = None
 
 
 class CardPage(BaseModel):

@@ -144,6 +144,15 @@ class MatchRepository:
         )
         return bool(getattr(result, "rowcount", 0))
 
+    async def presence_rows(self, user_ids: list[uuid.UUID]) -> list[tuple[uuid.UUID, datetime | None]]:
+        """(user id, last activity) of those among `user_ids` who show their presence."""
+        rows = await self.session.execute(
+            select(User.id, User.last_active_at)
+            .join(Profile, Profile.user_id == User.id)
+            .where(User.id.in_(user_ids), Profile.hide_presence.is_(False))
+        )
+        return [(user_id, last_active_at) for user_id, last_active_at in rows]
+
     async def profiles_of(self, user_ids: list[uuid.UUID], now: datetime) -> dict[uuid.UUID, tuple[Profile, date]]:
         """Profile and birthdate of each live account among `user_ids` (one query, for cards)."""
         if not user_ids:

@@ -15,6 +15,7 @@ from kindred.discovery.repository import CandidateRow
 from kindred.discovery.schemas import Card
 from kindred.discovery.service import DiscoveryService
 from kindred.kit import clock
+from kindred.kit.cache import Cache
 from kindred.kit.db import after_commit
 from kindred.kit.errors import MalformedRequest, SessionRevoked
 from kindred.kit.pagination import Page, decode_cursor, encode_cursor
@@ -25,7 +26,8 @@ from kindred.models import Match, Message
 from kindred.observability import audit
 from kindred.observability.logging import get_logger
 from kindred.profiles import geo
-from kindred.realtime.events import emit
+from kindred.realtime import presence
+from kindred.realtime.events import EVENT_BUS, emit
 
 log = get_logger(__name__)
 
@@ -69,6 +71,16 @@ async def pair_cards(session: AsyncSession, a: uuid.UUID, b: uuid.UUID, now: dat
         CandidateRow(user_id=b, birthdate=birthdate_b, profile=profile_b, distance_km=distance, rank=0),
     ]
     return {card.id: card for card in await DiscoveryService(session).cards_for(rows, now)}
+
+
+async def with_presence(session: AsyncSession, cards: dict[uuid.UUID, Card], now: datetime) -> None:
+    """Fill `last_active_bucket` on match cards of people who have not hidden it (API.md Card)."""
+    bus: Cache | None = session.info.get(EVENT_BUS)  # the app's cache: presence keys live there
+    if bus is None or not cards:
+        return
+    shown = await MatchRepository(session).presence_rows(list(cards))
+    for user_id, bucket in (await presence.buckets(bus, shown, now=now)).items():
+        cards[user_id].last_active_bucket = bucket
 
 
 def match_read(match: Match, card: Card, last_message: Message | None = None, unread_count: int = 0) -> MatchRead:
@@ -118,6 +130,7 @@ class MatchService:
 
     async def _announce(self, match: Match, now: datetime) -> None:
         cards = await pair_cards(self.session, match.user_low, match.user_high, now)
+        await with_presence(self.session, cards, now)
         for viewer, other in ((match.user_low, match.user_high), (match.user_high, match.user_low)):
             if other in cards:
                 data = {"match": match_read(match, cards[other]).model_dump(mode="json")}
@@ -139,6 +152,7 @@ class MatchService:
         rows = await self.repo.live_for(principal.user_id, now, limit=limit + 1, after=after)
         page = rows[:limit]
         cards = await cards_for(self.session, principal, [other for _, other, _, _ in page], now)
+        await with_presence(self.session, cards, now)
         items = [match_read(match, cards[other], last, unread) for match, other, last, unread in page if other in cards]
         next_cursor = None
         if len(rows) > limit:
