@@ -13,7 +13,7 @@ from kindred.discovery.service import DiscoveryService
 from kindred.kit import clock
 from kindred.kit.errors import MalformedRequest
 from kindred.kit.pagination import decode_cursor, encode_cursor
-from kindred.matches.service import MatchService, cards_for, match_read
+from kindred.matches.service import MatchService, cards_for, match_read, with_presence
 from kindred.models import Swipe, SwipeAction
 from kindred.observability.logging import get_logger
 from kindred.swipes.exceptions import AlreadySwiped, BoostActive, NothingToUndo, PremiumRequired, QuotaExhausted
@@ -51,7 +51,9 @@ class SwipeService:
         match = None
         if body.action in LIKES and await self.repo.liked(target, me):
             made = await MatchService(self.session, request_id=self.request_id).on_mutual_like(me, target, now)
-            match = match_read(made, card) if made is not None else None
+            if made is not None:
+                await with_presence(self.session, {card.id: card}, now)  # a match's card, as in GET /matches
+                match = match_read(made, card)
         return SwipeCreated(swipe_id=swipe.id, match=match, quotas=await quotas(self.session, me, principal.tier, now))
 
     async def undo(self, principal: Principal) -> UndoRead:
