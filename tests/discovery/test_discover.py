@@ -41,8 +41,10 @@ async def test_a_compatible_nearby_person_is_shown_as_a_card(client: httpx.Async
     assert card["id"] == other.id and card["age"] == 30 and card["gender"] == "woman"
     assert isinstance(card["distance_km"], int) and 1 <= card["distance_km"] <= 3
     assert set(card) == {
-        "id", "display_name", "age", "bio", "gender", "interests", "prompts", "photos", "distance_km", "verified"
+        "id", "display_name", "age", "bio", "gender", "interests", "prompts", "photos", "distance_km", "verified",
+        "last_active_bucket",
     }  # fmt: skip
+    assert card["last_active_bucket"] is None  # shown to matches only
     assert response.json()["next_cursor"] is None
 
 

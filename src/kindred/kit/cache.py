@@ -9,7 +9,7 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from types import TracebackType
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -154,6 +154,10 @@ class Cache(Protocol):
 
     async def get(self, key: str) -> str | None: ...
 
+    async def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        """Values of `keys`, in order (None where absent): one round trip (MGET)."""
+        ...
+
     async def set(self, key: str, value: str, ttl: float | None = None) -> None:
         """Store `value`; without ttl the key does not expire (and loses any earlier expiry)."""
         ...
@@ -188,6 +192,10 @@ class Cache(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+# Key in `AsyncSession.info` under which the app's lifespan puts its cache (read-through caches in domains).
+CACHE_INFO_KEY = "cache"
 
 
 class MemoryCache:
@@ -242,6 +250,9 @@ class MemoryCache:
             return None
         self._hits += 1
         return entry[0]
+
+    async def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        return [await self.get(key) for key in keys]
 
     async def set(self, key: str, value: str, ttl: float | None = None) -> None:
         expires_at = None if ttl is None else self._clock() + _check_ttl(ttl)
@@ -401,6 +412,15 @@ class RedisCache:
         else:
             self._hits += 1
         return value
+
+    async def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        if not keys:
+            return []
+        values: list[str | None] = await self._run(self._client.mget([self._key(key) for key in keys]))  # type: ignore[arg-type]
+        found = sum(value is not None for value in values)
+        self._hits += found
+        self._misses += len(values) - found
+        return values
 
     async def set(self, key: str, value: str, ttl: float | None = None) -> None:
         px = None if ttl is None else _ttl_ms(ttl)
@@ -593,6 +613,9 @@ class FallbackCache:
 
     async def get(self, key: str) -> str | None:
         return await self._call(partial(self._redis.get, key), partial(self._memory.get, key))
+
+    async def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        return await self._call(partial(self._redis.get_many, keys), partial(self._memory.get_many, keys))
 
     async def set(self, key: str, value: str, ttl: float | None = None) -> None:
         # Invalid arguments fail here, before a Redis call whose ValueError would count as an answer.
