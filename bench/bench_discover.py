@@ -325,8 +325,7 @@ async def raw_sql(settings: Settings, viewer_ids: list[uuid.UUID], runs: int) ->
     window = settings.discovery_window
 
     def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
-        if "ORDER BY" in statement and "profiles" in statement:
-            captured.append((statement, parameters))
+        captured.append((statement, parameters))
 
     try:
         async with engine.connect() as conn, AsyncSession(bind=conn) as session:
@@ -351,8 +350,11 @@ async def raw_sql(settings: Settings, viewer_ids: list[uuid.UUID], runs: int) ->
             event.listen(engine.sync_engine, "before_cursor_execute", capture)
             await first_page(repo, viewers[0], window)
             event.remove(engine.sync_engine, "before_cursor_execute", capture)
-            floor_plan = await explain(conn, *captured[-2])
-            plan = await explain(conn, *captured[-1])
+            # In order: the walk's slice queries (ending with the one applying the rules), then the page's
+            # window query (its rank column is labelled "rank") and the query for the boosted outside it.
+            ranked = [i for i, (statement, _) in enumerate(captured) if "AS rank" in statement]
+            floor_plan = await explain(conn, *captured[ranked[0] - 1])
+            plan = await explain(conn, *captured[ranked[0]])
             await session.rollback()
             everything = Window(upper=None, floor=None)
             everyone = await repo.candidates(
@@ -378,11 +380,14 @@ async def raw_sql(settings: Settings, viewer_ids: list[uuid.UUID], runs: int) ->
 def index_use(plan: list[str], viewer_id: uuid.UUID) -> dict[str, dict[str, Any]]:
     """Per lookup: the indexes the plan reads it through, and whether any table is read by a Seq Scan."""
     found: dict[str, dict[str, Any]] = {}
-    candidates = [ln for ln in plan if " on profiles" in ln and "Index" in ln]
-    found["candidates (profiles)"] = {
-        "indexes": sorted({ln.split(" using ")[1].split()[0] for ln in candidates if " using " in ln}),
-        "uses_index": any("ix_profiles_discovery" in ln for ln in candidates)
-        and not any("Seq Scan on profiles" in ln for ln in plan),
+    # The window is an index range on users.last_active_at; profiles join by primary key.
+    candidates = [ln for ln in plan if (" on profiles" in ln or " on users" in ln) and "Index" in ln]
+    names = {ln.split(" using ")[1].split()[0] for ln in candidates if " using " in ln}
+    names |= {ln.split(" Scan on ")[1].split()[0] for ln in candidates if "Bitmap Index Scan on" in ln}
+    found["candidates (users, profiles)"] = {
+        "indexes": sorted(names),
+        "uses_index": "ix_users_last_active_at" in names
+        and not any("Seq Scan on profiles" in ln or "Seq Scan on users" in ln for ln in plan),
     }
     for table in EXCLUSION_TABLES:
         # "Bitmap Index Scan on <index>" names only the index; the naming convention puts the table in it.
