@@ -15,11 +15,12 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from starlette_compress import CompressMiddleware
 
+from kindred.admin.router import router as admin_router
 from kindred.auth.router import router as auth_router
 from kindred.chat.router import router as chat_router
 from kindred.discovery.router import router as discovery_router
 from kindred.health.router import router as health_router
-from kindred.kit.cache import create_cache
+from kindred.kit.cache import CACHE_INFO_KEY, create_cache
 from kindred.kit.db import Database
 from kindred.kit.email import EmailBackend, Mailer, create_email_backend
 from kindred.kit.handlers import COMMON_ERROR_RESPONSES, install_error_handlers
@@ -32,10 +33,14 @@ from kindred.middleware.cors import KindredCORSMiddleware
 from kindred.middleware.csrf import CsrfMiddleware, CsrfTokens
 from kindred.middleware.idempotency import IdempotencyMiddleware, IdempotentReplay, replay_handler
 from kindred.middleware.limits import BodyLimitMiddleware, TimeoutMiddleware, route_timeout
+from kindred.middleware.metrics import MetricsMiddleware
 from kindred.middleware.rate_limit import RateLimitMiddleware, RateLimitPolicy
 from kindred.middleware.request_context import RequestContextMiddleware
 from kindred.middleware.security import HttpsPolicyMiddleware, SecurityHeadersMiddleware, docs_csp
 from kindred.observability.logging import get_logger
+from kindred.observability.metrics import APP_METRICS, Metrics
+from kindred.observability.sentry import flush_sentry, init_sentry
+from kindred.observability.tracing import init_tracing, instrument_backends
 from kindred.photos.router import media_router
 from kindred.photos.router import router as photos_router
 from kindred.realtime.events import EVENT_BUS
@@ -86,8 +91,18 @@ def create_app(settings: Settings | None = None, *, email_backend: EmailBackend 
         state.media_signer = MediaSigner.from_settings(settings)
         # Sessions carry the signer so photos_for(session, ...) can sign URLs from any domain (Me, Cards).
         # ... and the event bus, so a domain can emit(session, ...) events that go out after commit.
-        state.db.sessionmaker.configure(info={MEDIA_SIGNER: state.media_signer, EVENT_BUS: state.cache})
+        # ... and the app's metrics, so business events are counted after commit (count_after_commit).
+        state.db.sessionmaker.configure(
+            info={
+                MEDIA_SIGNER: state.media_signer,
+                EVENT_BUS: state.cache,
+                APP_METRICS: state.metrics,
+                CACHE_INFO_KEY: state.cache,
+            }
+        )
         state.realtime = Realtime(settings, state.db, state.cache)
+        instrument_backends(app)  # SQL and Redis spans when tracing is on
+        await state.metrics.start(state)  # event-loop lag sampling, DogStatsD when DD_AGENT_HOST is set
         state.started = True
         log.info(
             "app.started", environment=settings.environment.value, database=state.db.dialect, cache=state.cache.mode
@@ -125,8 +140,13 @@ def create_app(settings: Settings | None = None, *, email_backend: EmailBackend 
     app.state.rate_limits = RateLimitPolicy(settings)
     # Observability integrations append `async () -> None` callables: run last at shutdown.
     app.state.flush_on_shutdown = []
+    if init_sentry(settings):  # once per process; before the routes are built (the integration wraps them)
+        app.state.flush_on_shutdown.append(flush_sentry)
+    init_tracing(app, settings)  # OpenTelemetry when OTEL_EXPORTER_OTLP_ENDPOINT is set
     app.state.csrf_tokens = CsrfTokens(settings.effective_secret_key)
     app.state.metrics_registry = registry
+    app.state.metrics = metrics = Metrics(registry, settings)
+    app.state.flush_on_shutdown.append(metrics.close)
     app.state.started = False
     app.state.draining = False
     app.state.started_monotonic = time.monotonic()
@@ -146,6 +166,7 @@ def create_app(settings: Settings | None = None, *, email_backend: EmailBackend 
     api.include_router(matches_router)
     api.include_router(chat_router)
     api.include_router(realtime_router)
+    api.include_router(admin_router)
     app.include_router(api)
     app.include_router(media_router)
     app.include_router(health_router)
@@ -161,6 +182,7 @@ def create_app(settings: Settings | None = None, *, email_backend: EmailBackend 
     # of at least 1 KiB: tokens and other short secrets are never compressed (BREACH needs both).
     app.add_middleware(CompressMiddleware, minimum_size=COMPRESS_MIN_BYTES)
     app.add_middleware(SecurityHeadersMiddleware, docs_policy=docs_policy)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # just inside the request id: sees every answer
     app.add_middleware(RequestContextMiddleware)
     return app
 

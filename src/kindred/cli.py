@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import socket
+import time
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
@@ -78,16 +79,22 @@ def serve(
         forwarded_allow_ips=settings.trusted_proxies,
         server_header=False,
         timeout_keep_alive=75,
-        timeout_graceful_shutdown=int(settings.shutdown_timeout),
+        # No `timeout_graceful_shutdown`: KindredServer bounds the wait itself, by the exact (float) setting.
         ws_max_size=WS_MAX_SIZE,  # client frames over 64 KiB close with 1009 (API.md)
     )
-    logging.getLogger("uvicorn.error").addFilter(_hide_websocket_query)
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addFilter(_hide_websocket_query)
+    uvicorn_log.addFilter(_drop_cancelled_request_traceback)
     log.info("server.starting", host=config.host, port=config.port)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler that was
     # installed before it: make that handler a clean exit so an orderly shutdown exits 0.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit_cleanly)
-    _server(config, application).run()
+    try:
+        _server(config, application, settings).run()
+    except SystemExit as exc:
+        if exc.code not in (0, None):  # uvicorn's start-up failure (3): not a clean stop
+            raise
     log.info("server.stopped")
 
 
@@ -103,20 +110,121 @@ def _hide_websocket_query(record: logging.LogRecord) -> bool:
     return True
 
 
-def _server(config: uvicorn.Config, application: FastAPI) -> uvicorn.Server:
+def _drop_cancelled_request_traceback(record: logging.LogRecord) -> bool:
+    """A request cancelled because it outlived SHUTDOWN_TIMEOUT reaches uvicorn as a CancelledError, which
+    it logs as "Exception in ASGI application" with a traceback. The cancellation is ours and already
+    logged (`server.requests_cancelled`): drop that record, keep every other."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return not isinstance(exc, asyncio.CancelledError)
+
+
+SHUTDOWN_TICK = 0.1  # seconds between checks while draining or waiting for requests (uvicorn's own tick)
+CANCEL_GRACE = 1.0  # seconds cancelled requests get to unwind (roll back, return connections) before pools close
+
+
+def _server(config: uvicorn.Config, application: FastAPI, settings: Settings) -> uvicorn.Server:
     import uvicorn
 
+    from kindred.observability.logging import get_logger
+
+    log = get_logger("kindred.server")
+    state = application.state
+
     class KindredServer(uvicorn.Server):
-        """uvicorn, but open WebSockets close with 1001 (going away) on shutdown, not uvicorn's 1012."""
+        """uvicorn with Kindred's shutdown phases (docs/operations.md, "Shutdown"):
+
+        1. drain: from the signal on, `/ready` answers 503 while new connections are still accepted and
+           served for SHUTDOWN_DRAIN_DELAY, so load balancers take the instance out before it stops listening;
+        2. stop accepting; WebSockets close with 1001 (going away, not uvicorn's 1012); in-flight requests
+           get SHUTDOWN_TIMEOUT to finish, then are cancelled;
+        3. the app's lifespan shutdown: pools closed, error reports and metrics flushed.
+
+        A repeated SIGTERM or SIGINT ends the wait in progress and the shutdown goes on in the same order, exit
+        0: during the drain it skips the rest of the drain (in-flight requests still get SHUTDOWN_TIMEOUT);
+        during the wait for in-flight requests it cancels them at once. The lifespan shutdown always runs.
+        `shutdown` replaces uvicorn 0.54's own (same steps) to put the phases in this order and log them.
+        """
+
+        def __init__(self, config: uvicorn.Config) -> None:
+            super().__init__(config)
+            self.repeated_signals = 0  # counted by the signal handler; each ends the wait in progress
+            self.signals_seen = 0  # repeated signals a finished wait has already acted on
+            self.exit_signal: str | None = None
+            self.exit_requested_at: float | None = None
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            # Runs as a signal handler: set flags only (no logging, no awaiting).
+            state.draining = True  # /ready answers 503 from this instant
+            if self.should_exit:
+                # Not uvicorn's force_exit, which would skip the lifespan shutdown (pools, flushers).
+                self.repeated_signals += 1
+                return
+            self.exit_signal = signal.Signals(sig).name
+            self.exit_requested_at = time.monotonic()
+            super().handle_exit(sig, frame)
+
+        async def main_loop(self) -> None:
+            await super().main_loop()  # until a signal (or uvicorn's own reasons to exit)
+            await self.drain()
+
+        async def drain(self) -> None:
+            state.draining = True
+            delay = settings.shutdown_drain_delay
+            log.info("server.draining", signal=self.exit_signal, drain_delay=delay)
+            deadline = (self.exit_requested_at or time.monotonic()) + delay
+            tick = 0
+            while self.repeated_signals == self.signals_seen and (remaining := deadline - time.monotonic()) > 0:
+                await asyncio.sleep(min(SHUTDOWN_TICK, remaining))
+                tick += 1
+                await self.on_tick(tick)  # still serving: keep the Date header current
+            if self.repeated_signals != self.signals_seen:
+                self.signals_seen = self.repeated_signals
+                log.info("server.drain_cut_short", reason="repeated_signal")
 
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            state.draining = True
+            stopped_at = time.monotonic()  # SHUTDOWN_TIMEOUT counts from here, the WebSockets' closing included
             for server in self.servers:
-                server.close()  # no new connections while the sockets close
-            realtime = getattr(application.state, "realtime", None)  # set by the lifespan's start-up
+                server.close()  # the listening sockets: new connections are refused from here on
+            for sock in sockets or []:
+                sock.close()
+            connections = self.server_state.connections
+            log.info("server.stopped_accepting", connections=len(connections), in_flight=len(self.server_state.tasks))
+            realtime = getattr(state, "realtime", None)  # set by the lifespan's start-up
             if realtime is not None:
-                # Close frames are written now, before uvicorn's shutdown closes (or 1012s) the connections.
+                # Close frames are written now, before the connections are shut down (uvicorn would send 1012).
                 await realtime.close()
-            await super().shutdown(sockets)
+            for connection in list(connections):
+                connection.shutdown()  # idle keep-alive connections close now, busy ones after their response
+            await self.finish_in_flight(since=stopped_at)
+            for server in self.servers:
+                await server.wait_closed()
+            await self.lifespan.shutdown()  # app.py: pools, storage, mailer, then the flushers
+
+        async def finish_in_flight(self, since: float) -> None:
+            deadline = since + settings.shutdown_timeout
+            tasks = self.server_state.tasks
+            # Polled, as uvicorn does: the sets are uvicorn's and the counter a signal handler's, no event to await.
+            while (  # noqa: ASYNC110
+                (self.server_state.connections or tasks)
+                and self.repeated_signals == self.signals_seen
+                and time.monotonic() < deadline
+            ):
+                await asyncio.sleep(SHUTDOWN_TICK)
+            waited_ms = round((time.monotonic() - since) * 1000)
+            if not tasks:
+                log.info("server.requests_finished", waited_ms=waited_ms)
+                return
+            pending = list(tasks)
+            log.warning(
+                "server.requests_cancelled",
+                count=len(pending),
+                reason="shutdown_timeout" if self.repeated_signals == self.signals_seen else "repeated_signal",
+                waited_ms=waited_ms,
+            )
+            for task in pending:
+                task.cancel(msg="server shutting down")
+            await asyncio.wait(pending, timeout=CANCEL_GRACE)
 
     return KindredServer(config)
 

@@ -114,6 +114,7 @@ class Settings(BaseSettings):
     dd_api_key: str | None = None
     otel_exporter_otlp_endpoint: str | None = None
     otel_service_name: str = "kindred"
+    otel_traces_sample_rate: float = Field(1.0, ge=0, le=1)
 
     email_backend: EmailBackend = EmailBackend.console
     smtp_url: str | None = None

@@ -12,6 +12,7 @@ from kindred.auth.service import AuthService, Principal, RequestMeta
 from kindred.auth.session_state import resolve
 from kindred.kit.deps import OutboxDep, SessionDep, request_id
 from kindred.kit.errors import Forbidden, NotAuthenticated
+from kindred.observability.sentry import set_user_id
 
 bearer = HTTPBearer(auto_error=False, description="RS256 access token from login, refresh or verify-email.")
 
@@ -49,6 +50,7 @@ async def current_principal(
         )
     if ctx is not None:
         ctx["user_id"] = str(claims.user_id)
+    set_user_id(claims.user_id)  # error reports carry who hit the error: the id, nothing else
     return Principal(user_id=claims.user_id, session_id=claims.session_id, state=session_state, via_cookie=via_cookie)
 
 

@@ -33,6 +33,7 @@ from kindred.kit.pagination import Page, decode_cursor, encode_cursor
 from kindred.kit.security import Passwords, TokenSigner, hash_token, keyed_hash, new_token
 from kindred.models import AccountStatus, AuthSession, EmailToken, RefreshToken, TokenPurpose, User
 from kindred.observability import audit
+from kindred.observability.metrics import count_after_commit
 from kindred.settings import Settings
 
 MIN_AGE = 18
@@ -265,6 +266,7 @@ class AuthService:
             return
         token = await self._issue_email_token(user, TokenPurpose.verify_email, VERIFY_TTL)
         self._audit("user.registered", actor_id=user.id)
+        count_after_commit(self.session, "signup.registered")
         self._mail(email, "verify_email", link=self._link("verify-email", token), display_name=display_name)
 
     async def _notify_existing(self, user: User) -> None:
@@ -289,6 +291,7 @@ class AuthService:
             raise TokenInvalid()
         if user.email_verified_at is None:
             user.email_verified_at = clock.now()
+            count_after_commit(self.session, "signup.verified")
         self._check_can_sign_in(user)
         self._audit("email.verified", actor_id=user.id)
         signin = await self._start_session(user)

@@ -18,6 +18,7 @@ from kindred.kit.pagination import Page, decode_cursor, encode_cursor
 from kindred.matches.service import Conversation, MatchService
 from kindred.models import Message
 from kindred.observability.logging import get_logger
+from kindred.observability.metrics import count_after_commit
 from kindred.realtime.events import emit
 
 log = get_logger(__name__)
@@ -79,6 +80,7 @@ class ChatService:
         emit(self.session, [me, conversation.other_id], MESSAGE_NEW, {"message": read.model_dump(mode="json")})
         # Ids only: a message body never reaches the log.
         log.info("chat.message.sent", message_id=str(message.id), match_id=str(match_id), user_id=str(me))
+        count_after_commit(self.session, "message.sent")
         return read, True
 
     async def history(

@@ -29,6 +29,12 @@ class AppError(Exception):
         self.headers = headers or {}
         super().__init__(self.detail_message)
 
+    @property
+    def status_code(self) -> int:
+        """`status` under the name integrations look for: Sentry reports handled errors whose
+        `status_code` is 5xx (a 503 `database_unavailable` is reported; a 404 is not)."""
+        return self.status
+
 
 class MalformedRequest(AppError):
     status, code, message = 400, "malformed_request", "The request is malformed."

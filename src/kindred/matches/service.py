@@ -25,6 +25,7 @@ from kindred.matches.schemas import MatchRead, MatchRemoved
 from kindred.models import Match, Message
 from kindred.observability import audit
 from kindred.observability.logging import get_logger
+from kindred.observability.metrics import count_after_commit
 from kindred.profiles import geo
 from kindred.realtime import presence
 from kindred.realtime.events import EVENT_BUS, emit
@@ -125,6 +126,7 @@ class MatchService:
                 log.info("match.created", match_id=match_id, user_low=low, user_high=high)
 
             after_commit(self.session, _log)
+            count_after_commit(self.session, "match.created")
             await self._announce(match, now)
         return match if match.unmatched_at is None else None
 

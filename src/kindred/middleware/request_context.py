@@ -12,21 +12,24 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kindred.observability.logging import get_logger
+from kindred.observability.sentry import report_exception
 
 log = get_logger("kindred.access")
 _SANE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _QUIET_PATHS = frozenset({"/live", "/ready", "/health", "/metrics"})
 
 
-class RequestContextMiddleware:
-    """Echo a sane `X-Request-ID` (or make one), bind it to every log line, and log one access line."""
+class RouteTemplates:
+    """The full path template (`/api/v1/users/{id}`) of a request's matched route, never the raw path.
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    Read after the app ran (the router sets `scope["route"]`); "<unmatched>" when no route matched.
+    Resolved once per route object, then a dict lookup. Shared by the access log and the metrics.
+    """
+
+    def __init__(self) -> None:
         self._templates: dict[int, str] = {}
 
-    def _route_template(self, scope: Scope) -> str:
-        """The full path template (`/api/v1/users/{id}`) of the matched route, never the raw path."""
+    def __call__(self, scope: Scope) -> str:
         route = scope.get("route")
         if route is None:
             return "<unmatched>"
@@ -36,6 +39,14 @@ class RequestContextMiddleware:
             path = str(getattr(route, "path", "<unknown>"))
             cached = self._templates[key] = _full_template(scope, path) or path
         return cached
+
+
+class RequestContextMiddleware:
+    """Echo a sane `X-Request-ID` (or make one), bind it to every log line, and log one access line."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._route_template = RouteTemplates()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -68,6 +79,7 @@ class RequestContextMiddleware:
         except Exception as exc:
             # Last line of defence: the contract's shape, a request id, never a stack trace.
             log.error("http.unhandled_error", error=type(exc).__name__, exc_info=exc)
+            report_exception(exc)  # Sentry, when SENTRY_DSN is set
             if scope["type"] != "http" or response_started:
                 raise
             status = 500

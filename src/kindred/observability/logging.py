@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import sys
+from pathlib import Path
 from typing import Any, TextIO
 
 import structlog
@@ -52,6 +53,9 @@ _SHARED: list[Any] = [
 
 
 _HANDLER_NAME = "kindred"
+# LOG_FILE rotation: by size, the current file plus LOG_FILE_BACKUPS older ones (LOG_FILE.1 newest).
+LOG_FILE_MAX_BYTES = 50 * 2**20
+LOG_FILE_BACKUPS = 5
 
 
 def formatter(fmt: str) -> logging.Formatter:
@@ -71,7 +75,12 @@ def formatter(fmt: str) -> logging.Formatter:
 def configure_logging(
     level: str = "info", fmt: str = "console", log_file: str | None = None, stream: TextIO | None = None
 ) -> None:
-    """Route structlog and stdlib logging through one formatter; safe to call more than once."""
+    """Route structlog and stdlib logging through one formatter; safe to call more than once.
+
+    Logs go to `stream` (stdout) in `fmt`; with `log_file` also to a size-rotated file, always as JSON
+    lines (a file is read by machines: shippers, grep, jq), whatever `fmt` the console gets. One process
+    per file: RotatingFileHandler does not coordinate rotation between processes.
+    """
     structlog.configure(
         # filter_by_level first: events below LOG_LEVEL cost one level check, not the whole chain.
         processors=[structlog.stdlib.filter_by_level, *_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -84,11 +93,17 @@ def configure_logging(
         if handler.get_name() == _HANDLER_NAME:  # ours from an earlier call: replace, don't stack
             root.removeHandler(handler)
             handler.close()
-    handlers: list[logging.Handler] = [logging.StreamHandler(stream or sys.stdout)]
+    console = logging.StreamHandler(stream or sys.stdout)
+    console.setFormatter(formatter(fmt))
+    handlers: list[logging.Handler] = [console]
     if log_file:
-        handlers.append(logging.handlers.RotatingFileHandler(log_file, maxBytes=50 * 2**20, backupCount=5))
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        rotating = logging.handlers.RotatingFileHandler(
+            log_file, maxBytes=LOG_FILE_MAX_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
+        )
+        rotating.setFormatter(formatter("json"))
+        handlers.append(rotating)
     for handler in handlers:
-        handler.setFormatter(formatter(fmt))
         handler.set_name(_HANDLER_NAME)
         root.addHandler(handler)
     root.setLevel(level.upper())

@@ -12,8 +12,9 @@ from kindred.auth.service import check_password_strength
 from kindred.kit import clock
 from kindred.kit.db import Database
 from kindred.kit.security import Passwords
-from kindred.models import User
+from kindred.models import Tier, User
 from kindred.observability import audit
+from kindred.observability.metrics import Metrics, count_now
 from kindred.settings import Settings
 
 
@@ -69,8 +70,12 @@ async def create_staff(settings: Settings, *, email: str, password: str, role: s
         await db.dispose()
 
 
-async def set_tier(settings: Settings, *, email: str, tier: str) -> bool:
-    """Operator override of a member's tier (until billing exists); audited. False if no such account."""
+async def set_tier(settings: Settings, *, email: str, tier: str, metrics: Metrics | None = None) -> bool:
+    """Operator override of a member's tier (until billing exists); audited. False if no such account.
+
+    free → premium counts as a premium conversion, after the commit: on `metrics` when given (a caller
+    inside the app), else through DogStatsD when DD_AGENT_HOST is set (the CLI process is never scraped).
+    """
     db = Database(settings)
     try:
         async with db.sessionmaker() as session, session.begin():
@@ -81,6 +86,8 @@ async def set_tier(settings: Settings, *, email: str, tier: str) -> bool:
             audit.record(session, "admin.tier_set", target_type="user", target_id=user.id,
                          reason=f"cli:{previous}->{tier}")  # fmt: skip
             ids = await AccountRepository(session).live_session_ids(user.id)
+        if previous != Tier.premium and tier == Tier.premium:
+            await count_now(settings, "premium.converted", metrics)
         if ids:  # the cached session state carries the tier
             from kindred.kit.cache import create_cache
 

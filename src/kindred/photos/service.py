@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -13,11 +14,13 @@ import anyio
 import anyio.to_thread
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kindred.kit.cache import CACHE_INFO_KEY, Cache
 from kindred.kit.db import Database, after_commit
 from kindred.kit.media import MEDIA_SIGNER, MediaSigner, cache_control
 from kindred.kit.storage import InvalidKey, Storage
 from kindred.models import Photo, PhotoStatus
 from kindred.observability.logging import get_logger
+from kindred.observability.metrics import count_after_commit
 from kindred.photos import imaging
 from kindred.photos.exceptions import (
     ImageInvalid,
@@ -70,15 +73,60 @@ async def photos_for(
     return [photo_read(photo, signer, now) for photo in photos]
 
 
+# Cards' photo lists are read-through cached per person: `card-photos:{id}` holds the approved photos'
+# (id, position, storage key) for CARD_PHOTOS_TTL; URLs are signed per request. Every write to a person's
+# photos replaces the entry with a short tombstone after commit, and readers only ever add (SET NX), so a
+# read that loaded the old list just before the write committed cannot put it back.
+CARD_PHOTOS_TTL = 300
+_STALE = "stale"
+_STALE_TTL = 2.0  # longer than a read takes from its query to its add; caching resumes after it
+
+
+def _card_photos_key(user_id: uuid.UUID) -> str:
+    return f"card-photos:{user_id}"
+
+
 async def approved_photos_for_users(
     session: AsyncSession, user_ids: list[uuid.UUID], *, now: datetime
 ) -> dict[uuid.UUID, list[PhotoRead]]:
-    """Approved photos of many people in one query (Cards): what others may see of them, in order."""
+    """Approved photos of many people (Cards): what others may see of them, in order.
+
+    One cache round trip for the page, one query for the people not cached.
+    """
     signer = session_signer(session)
-    result: dict[uuid.UUID, list[PhotoRead]] = {user_id: [] for user_id in user_ids}
-    for photo in await PhotoRepository(session).approved_photos_of_users(user_ids):
-        result[photo.user_id].append(photo_read(photo, signer, now))
-    return result
+    cache: Cache | None = session.info.get(CACHE_INFO_KEY)
+    rows: dict[uuid.UUID, list[tuple[str, int, str]]] = {}
+    if cache is not None and user_ids:
+        cached = await cache.get_many([_card_photos_key(user_id) for user_id in user_ids])
+        for user_id, raw in zip(user_ids, cached, strict=True):
+            if raw is not None and raw != _STALE:
+                rows[user_id] = [(str(pid), int(pos), str(key)) for pid, pos, key in json.loads(raw)]
+    missing = [user_id for user_id in user_ids if user_id not in rows]
+    if missing:
+        loaded: dict[uuid.UUID, list[tuple[str, int, str]]] = {user_id: [] for user_id in missing}
+        for photo in await PhotoRepository(session).approved_photos_of_users(missing):
+            loaded[photo.user_id].append((str(photo.id), photo.position, photo.storage_key))
+        rows.update(loaded)
+        if cache is not None:
+            for user_id, photos in loaded.items():
+                await cache.add(_card_photos_key(user_id), json.dumps(photos), ttl=CARD_PHOTOS_TTL)
+    return {user_id: [_approved_read(*photo, signer, now) for photo in rows[user_id]] for user_id in user_ids}
+
+
+def _approved_read(photo_id: str, position: int, storage_key: str, signer: MediaSigner, now: datetime) -> PhotoRead:
+    urls = {size: signer.sign(file_key(storage_key, size), now) for size in imaging.SIZES}
+    return PhotoRead(id=uuid.UUID(photo_id), position=position, status=PhotoStatus.approved, urls=PhotoUrls(**urls))
+
+
+async def forget_card_photos(cache: Cache, user_id: uuid.UUID) -> None:
+    """After a committed change to someone's photos: others see the new list on their next read."""
+    await cache.set(_card_photos_key(user_id), _STALE, ttl=_STALE_TTL)
+
+
+def forget_card_photos_after_commit(session: AsyncSession, user_id: uuid.UUID) -> None:
+    cache: Cache | None = session.info.get(CACHE_INFO_KEY)
+    if cache is not None:
+        after_commit(session, functools.partial(forget_card_photos, cache, user_id))
 
 
 def session_signer(session: AsyncSession) -> MediaSigner:
@@ -144,6 +192,8 @@ class PhotoUploader:
                     height=large.height,
                 )
                 await repo.add(photo)
+                count_after_commit(session, "photo.uploaded")
+                forget_card_photos_after_commit(session, user_id)
             # The unit of work has committed here; anything that failed above, commit included, lands below.
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -174,6 +224,7 @@ class PhotoService:
         if len(photo_ids) != len(set(photo_ids)) or set(photo_ids) != set(photos):
             raise PhotoOrderInvalid()
         await self.repo.set_positions(user_id, {photo_id: index for index, photo_id in enumerate(photo_ids)})
+        forget_card_photos_after_commit(self.session, user_id)
         return [photo_read(photos[pid], self.signer, now, position=index) for index, pid in enumerate(photo_ids)]
 
     async def delete(self, user_id: uuid.UUID, photo_id: uuid.UUID) -> None:
@@ -182,6 +233,7 @@ class PhotoService:
         if photo is None:
             raise PhotoNotFound()
         await self.repo.remove(photo)
+        forget_card_photos_after_commit(self.session, user_id)
         remaining = [p for p in await self.repo.photos_of(user_id) if p.id != photo.id]
         await self.repo.set_positions(
             user_id, {p.id: index for index, p in enumerate(remaining) if p.position != index}

@@ -1,0 +1,1 @@
+"""Administration and moderation routes (`/api/v1/admin`)."""
