@@ -230,3 +230,12 @@ async def test_two_instances_share_one_budget_through_redis(
         async for key in client_.scan_iter(match=prefix + "*"):
             await client_.delete(key)
     await asyncio.sleep(0)
+
+
+async def test_the_101st_anonymous_request_in_15_minutes_is_refused(app: FastAPI, settings: Settings) -> None:
+    limit(app, settings, rate_limit_anonymous=Settings.model_fields["rate_limit_anonymous"].default)
+    assert app.state.rate_limits.anonymous.amount == 100  # the shipped default, per 15 minutes
+    async with from_ip(app, "10.10.0.1") as caller:
+        statuses = [(await caller.get("/api/v1/auth/csrf")).status_code for _ in range(101)]
+    assert statuses[:100] == [200] * 100
+    assert statuses[100] == 429
