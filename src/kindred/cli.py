@@ -78,7 +78,7 @@ def serve(
         proxy_headers=True,
         forwarded_allow_ips=settings.trusted_proxies,
         server_header=False,
-        timeout_keep_alive=75,
+        timeout_keep_alive=settings.keep_alive_timeout,  # longer than the load balancer's idle timeout
         # No `timeout_graceful_shutdown`: KindredServer bounds the wait itself, by the exact (float) setting.
         ws_max_size=WS_MAX_SIZE,  # client frames over 64 KiB close with 1009 (API.md)
     )

@@ -146,6 +146,9 @@ class Settings(BaseSettings):
     shutdown_drain_delay: float = Field(5.0, ge=0)
     shutdown_timeout: float = Field(20.0, ge=0)
     request_timeout: float = Field(30.0, gt=0)
+    # Idle keep-alive connections are kept longer than the load balancer keeps them (AWS ALB: 60 s), so
+    # the balancer always closes first and never sends a request into a connection we are closing.
+    keep_alive_timeout: int = Field(75, gt=0)
 
     secret_key: str | None = None
 

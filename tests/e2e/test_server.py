@@ -581,3 +581,44 @@ def test_x_forwarded_proto_is_believed_only_from_trusted_proxies(
     assert ("strict-transport-security" in response.headers) is believed
     assert response.headers["x-frame-options"] == "DENY"
     assert "server" not in response.headers
+
+
+def _read_response(conn: socket.socket) -> bytes:
+    """One whole HTTP/1.1 response (headers and a Content-Length body), or b"" if the server closed."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+def _idle_then_ask_again(server: Server, idle: float) -> bytes:
+    """One keep-alive request, `idle` seconds of silence, then a second request on the same connection."""
+    request = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as conn:
+        conn.sendall(request)
+        assert _read_response(conn).startswith(b"HTTP/1.1 200")
+        time.sleep(idle)
+        try:
+            conn.sendall(request)
+            return _read_response(conn)
+        except OSError:
+            return b""
+
+
+def test_idle_keep_alive_connections_live_for_keep_alive_timeout(servers: ServerFactory) -> None:
+    """The server keeps idle connections KEEP_ALIVE_TIMEOUT seconds (75 by default, longer than a load
+    balancer's idle timeout, so the balancer closes first); past it the server closes them."""
+    short = servers.start("keepalive-short", KEEP_ALIVE_TIMEOUT="1")
+    assert _idle_then_ask_again(short, idle=2.0) == b""  # closed by the server after 1 s
+    default = servers.start("keepalive-default")
+    assert _idle_then_ask_again(default, idle=2.0).startswith(b"HTTP/1.1 200")  # still open
