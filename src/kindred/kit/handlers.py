@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -9,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope, Send
 
 from kindred.kit.errors import AppError
 from kindred.observability.logging import get_logger
@@ -105,3 +107,25 @@ COMMON_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     429: _documented("rate_limited (Retry-After, RateLimit-Limit/Remaining/Reset)"),
     503: _documented("database_unavailable, dependency_unavailable, timeout (with Retry-After)"),
 }
+
+
+async def send_error(
+    scope: Scope,
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    *,
+    details: dict[str, Any] | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """The contract's error shape straight from pure-ASGI middleware (no Request, no router involved)."""
+    body = json.dumps(
+        {
+            "error": {"code": code, "message": message, "details": details or {}},
+            "request_id": scope.get("kindred", {}).get("request_id"),
+        }
+    ).encode()
+    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(headers or [])]
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body})

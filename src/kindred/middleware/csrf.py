@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import secrets
 from collections.abc import Mapping
 
@@ -28,6 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kindred.auth.cookies import CSRF_COOKIE, cookie_names
 from kindred.kit.errors import Forbidden
+from kindred.kit.handlers import send_error
 from kindred.kit.security import TokenSigner
 from kindred.observability.logging import get_logger
 from kindred.settings import Settings
@@ -134,17 +134,4 @@ class CsrfMiddleware:
 
 
 async def _refuse(scope: Scope, send: Send, exc: CsrfFailed) -> None:
-    body = json.dumps(
-        {
-            "error": {"code": exc.code, "message": exc.detail_message, "details": {}},
-            "request_id": scope.get("kindred", {}).get("request_id"),
-        }
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 403,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_error(scope, send, exc.status, exc.code, exc.detail_message)

@@ -13,11 +13,11 @@ WebSockets are long-lived by design and never timed out here.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kindred.kit.handlers import send_error
 from kindred.observability.logging import get_logger
 
 log = get_logger(__name__)
@@ -25,20 +25,6 @@ log = get_logger(__name__)
 MAX_BODY_BYTES = 1024 * 1024
 AUTH_TIMEOUT = 15.0
 UPLOAD_TIMEOUT = 120.0
-
-
-def _error(status: int, code: str, message: str, scope: Scope, headers: list[tuple[bytes, bytes]]) -> list[Message]:
-    body = json.dumps(
-        {
-            "error": {"code": code, "message": message, "details": {}},
-            "request_id": scope.get("kindred", {}).get("request_id"),
-        }
-    ).encode()
-    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
-    return [
-        {"type": "http.response.start", "status": status, "headers": head},
-        {"type": "http.response.body", "body": body},
-    ]
 
 
 class BodyLimitMiddleware:
@@ -94,8 +80,7 @@ class BodyLimitMiddleware:
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         limit = f"{self.max_bytes // 1024} KiB"
-        for message in _error(413, "payload_too_large", f"The request body is larger than {limit}.", scope, []):
-            await send(message)
+        await send_error(scope, send, 413, "payload_too_large", f"The request body is larger than {limit}.")
 
 
 def route_timeout(default: float) -> Callable[[Scope], float]:
@@ -136,8 +121,7 @@ class TimeoutMiddleware:
             if started:
                 raise  # the response is under way: all we can do is cut it off
             retry = [(b"retry-after", b"1")]
-            for message in _error(503, "timeout", "The request took too long.", scope, retry):
-                await send(message)
+            await send_error(scope, send, 503, "timeout", "The request took too long.", headers=retry)
 
 
 def _template(scope: Scope) -> str:

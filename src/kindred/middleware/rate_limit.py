@@ -17,7 +17,6 @@ their own frame limits. Every limited response carries `RateLimit-Limit`, `RateL
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -29,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kindred.auth.cookies import cookie_names
 from kindred.auth.session_state import SessionState, resolve
 from kindred.kit.errors import AppError
+from kindred.kit.handlers import send_error
 from kindred.kit.ratelimit import Decision, Limiter, rate
 from kindred.kit.security import keyed_hash
 from kindred.observability.logging import get_logger
@@ -189,24 +189,10 @@ def _template(path: str) -> str:
 
 async def _send_refusal(scope: Scope, send: Send, decision: Decision) -> None:
     retry_after = max(decision.reset_after, 1)
-    body = json.dumps(
-        {
-            "error": {
-                "code": "rate_limited",
-                "message": "Too many requests; try again later.",
-                "details": {"retry_after": retry_after},
-            },
-            "request_id": scope.get("kindred", {}).get("request_id"),
-        }
-    ).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"retry-after", str(retry_after).encode()),
-        *decision.headers,
-    ]
-    await send({"type": "http.response.start", "status": 429, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    headers = [(b"retry-after", str(retry_after).encode()), *decision.headers]
+    message = "Too many requests; try again later."
+    details = {"retry_after": retry_after}
+    await send_error(scope, send, 429, "rate_limited", message, details=details, headers=headers)
 
 
 async def limit_address(request: Request, action: Literal["login_account", "email_address"], email: str) -> None:

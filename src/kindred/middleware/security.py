@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import re
 from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kindred.kit.handlers import send_error
 
 PROBE_PATHS = frozenset({"/health", "/health/detailed", "/live", "/ready", "/metrics"})
 DOCS_PATHS = frozenset({"/docs"})
@@ -126,18 +127,4 @@ class HttpsPolicyMiddleware:
 
 
 async def _refuse(scope: Scope, send: Send) -> None:
-    request_id = scope.get("kindred", {}).get("request_id")
-    body = json.dumps(
-        {
-            "error": {"code": "https_required", "message": "Use HTTPS.", "details": {}},
-            "request_id": request_id,
-        }
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 403,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_error(scope, send, 403, "https_required", "Use HTTPS.")
