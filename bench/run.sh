@@ -7,8 +7,9 @@
 # Every process the benchmark starts is stopped by PID when it ends, fails or is interrupted (trap below).
 # Tuning: BENCH_DURATION (s per run), BENCH_WARMUP, BENCH_CONNECTIONS, BENCH_LOGIN_CONNECTIONS, BENCH_STRICT=1
 # (exit 3 when a target is missed); see docs/performance.md.
-# Then bench/bench_discover.py: GET /discover at 10k and 100k profiles (BENCH_DISCOVER_* settings).
-# BENCH_ONLY=api or BENCH_ONLY=discover runs only that part.
+# Then bench/bench_discover.py: GET /discover at 10k and 100k profiles (BENCH_DISCOVER_* settings), then
+# bench/bench_chat.py: chat delivery across two instances against raw Redis pub/sub (BENCH_CHAT_* settings).
+# BENCH_ONLY=api, BENCH_ONLY=discover or BENCH_ONLY=chat runs only that part.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -52,6 +53,7 @@ cleanup() {
     if ((status >= 128)); then # killed by a signal: make sure the scratch databases and keys are gone
         "$PYTHON" bench/bench_api.py --cleanup || true
         "$PYTHON" bench/bench_discover.py --cleanup || true
+        "$PYTHON" bench/bench_chat.py --cleanup || true
     fi
     rm -rf "$scratch"
     exit "$status"
@@ -61,26 +63,25 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 only="${BENCH_ONLY:-all}"
-case $only in all | api | discover) ;; *)
-    echo "bench: BENCH_ONLY must be api or discover, not '$only'" >&2
+case $only in all | api | discover | chat) ;; *)
+    echo "bench: BENCH_ONLY must be api, discover or chat, not '$only'" >&2
     exit 1
     ;;
 esac
-api_status=0
-if [[ $only != discover ]]; then
-    # In the background so that a signal reaches the trap at once instead of after the benchmark ends.
-    "$PYTHON" bench/bench_api.py &
+# In the background so that a signal reaches the trap at once instead of after the benchmark ends.
+run_driver() {
+    local status=0
+    "$PYTHON" "$1" &
     driver_pid=$!
-    wait "$driver_pid" || api_status=$?
+    wait "$driver_pid" || status=$?
     driver_pid=""
-fi
-discover_status=0
-if [[ $only != api ]]; then
-    "$PYTHON" bench/bench_discover.py &
-    driver_pid=$!
-    wait "$driver_pid" || discover_status=$?
-    driver_pid=""
-fi
+    return "$status"
+}
+api_status=0 discover_status=0 chat_status=0
+if [[ $only == all || $only == api ]]; then run_driver bench/bench_api.py || api_status=$?; fi
+if [[ $only == all || $only == discover ]]; then run_driver bench/bench_discover.py || discover_status=$?; fi
+if [[ $only == all || $only == chat ]]; then run_driver bench/bench_chat.py || chat_status=$?; fi
 # The first failure wins (1: invalid measurement, 3: BENCH_STRICT and a target missed).
 if ((api_status != 0)); then exit "$api_status"; fi
-exit "$discover_status"
+if ((discover_status != 0)); then exit "$discover_status"; fi
+exit "$chat_status"
