@@ -122,7 +122,8 @@ async def test_gauges_and_event_loop_lag_are_pushed_periodically(
     active = await agent.wait_for(lambda d: d.name == "kindred.active_users" and "window:5m" in d.tags and d.value == 1)
     assert active[-1].kind == "g"
     lag = await agent.wait_for(lambda d: d.name == "kindred.event_loop.lag")
-    assert lag[0].kind == "h" and 0 <= lag[0].value < 1
+    # A sane number of seconds, not a timing assertion: a loaded CI machine can starve the loop for a second.
+    assert lag[0].kind == "h" and 0 <= lag[0].value < 30
     reads = await agent.wait_for(lambda d: d.name in {"kindred.cache.hits", "kindred.cache.misses"} and d.value > 0)
     assert reads[0].kind == "c"
 
