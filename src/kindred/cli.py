@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import signal
 import socket
+import sys
+import termios
 import time
 from enum import StrEnum
 from pathlib import Path
@@ -195,7 +198,12 @@ def _server(config: uvicorn.Config, application: FastAPI, settings: Settings) ->
                 # Close frames are written now, before the connections are shut down (uvicorn would send 1012).
                 await realtime.close()
             for connection in list(connections):
-                connection.shutdown()  # idle keep-alive connections close now, busy ones after their response
+                # Idle keep-alive connections close now, busy ones after their response. A connection that
+                # looks idle but already has a request waiting in its socket is left to read and answer it
+                # (with `Connection: close`, as every response during shutdown): closing it now would reset
+                # a request the client has already sent.
+                if not _has_unread_bytes(connection):
+                    connection.shutdown()
             await self.finish_in_flight(since=stopped_at)
             for server in self.servers:
                 await server.wait_closed()
@@ -227,6 +235,19 @@ def _server(config: uvicorn.Config, application: FastAPI, settings: Settings) ->
             await asyncio.wait(pending, timeout=CANCEL_GRACE)
 
     return KindredServer(config)
+
+
+def _has_unread_bytes(connection: object) -> bool:
+    """Whether a connection's socket holds bytes the server has not read yet (FIONREAD)."""
+    transport = getattr(connection, "transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return False
+    try:
+        pending = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except OSError:
+        return False
+    return int.from_bytes(pending, sys.byteorder) > 0
 
 
 @app.command()

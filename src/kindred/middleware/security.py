@@ -84,6 +84,11 @@ class SecurityHeadersMiddleware:
                 headers.append((b"content-security-policy", csp))
                 if https:
                     headers.append((b"strict-transport-security", HSTS))
+                if getattr(scope["app"].state, "draining", False):
+                    # Shutting down: the client opens its next request on a new connection, which the
+                    # load balancer sends elsewhere, instead of racing our close on this one.
+                    headers = [(k, v) for k, v in headers if k.lower() != b"connection"]
+                    headers.append((b"connection", b"close"))
                 message = {**message, "headers": headers}
             await send(message)
 
