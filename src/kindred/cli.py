@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import logging
+import os
 import signal
 import socket
 import sys
@@ -155,6 +156,13 @@ def _server(config: uvicorn.Config, application: FastAPI, settings: Settings) ->
             self.exit_signal: str | None = None
             self.exit_requested_at: float | None = None
 
+        def create_protocol(self) -> asyncio.Protocol:
+            """A connection's protocol, as uvicorn's start-up makes them (for connections we accept ourselves)."""
+            protocol: asyncio.Protocol = self.config.http_protocol_class(  # type: ignore[call-arg]
+                config=self.config, server_state=self.server_state, app_state=self.lifespan.state
+            )
+            return protocol
+
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             # Runs as a signal handler: set flags only (no logging, no awaiting).
             state.draining = True  # /ready answers 503 from this instant
@@ -187,8 +195,13 @@ def _server(config: uvicorn.Config, application: FastAPI, settings: Settings) ->
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             state.draining = True
             stopped_at = time.monotonic()  # SHUTDOWN_TIMEOUT counts from here, the WebSockets' closing included
+            # Connections the kernel already completed wait in the listen queue; closing the listener would
+            # reset them. Take them off the queue first (no await in between), then close, then serve them.
+            queued = [conn for server in self.servers for conn in _take_queued(server)]
             for server in self.servers:
                 server.close()  # the listening sockets: new connections are refused from here on
+            for conn in queued:
+                await asyncio.get_running_loop().connect_accepted_socket(self.create_protocol, conn)
             for sock in sockets or []:
                 sock.close()
             connections = self.server_state.connections
@@ -235,6 +248,24 @@ def _server(config: uvicorn.Config, application: FastAPI, settings: Settings) ->
             await asyncio.wait(pending, timeout=CANCEL_GRACE)
 
     return KindredServer(config)
+
+
+def _take_queued(server: asyncio.AbstractServer) -> list[socket.socket]:
+    """Accept, without blocking, every connection waiting in the server's listen queues."""
+    taken: list[socket.socket] = []
+    for listener in getattr(server, "sockets", None) or ():
+        with socket.socket(fileno=os.dup(listener.fileno())) as sock:
+            sock.setblocking(False)
+            while True:
+                try:
+                    conn, _ = sock.accept()
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    break
+                conn.setblocking(False)
+                taken.append(conn)
+    return taken
 
 
 def _has_unread_bytes(connection: object) -> bool:

@@ -316,9 +316,9 @@ def _describe(outcomes: list[dict[str, Any]], signalled: float, server: Server) 
 @pytest.mark.xfail(
     strict=False,
     reason=(
-        "known, rare (about 1 run in 10 since the fix): a connection the kernel completed in the last "
-        "milliseconds before the listener closes is reset from the accept queue (issue 5 note); the other "
-        "two causes (idle-looking connections with a request waiting, keep-alive reuse) are fixed"
+        "on probation: all three causes found (idle-looking connections with a request waiting, keep-alive "
+        "reuse, the listen queue at close) are fixed and 20+ runs passed; remove this marker once CI has "
+        "confirmed it over more runs (issue 5 note)"
     ),
 )
 def test_sigterm_under_continuous_load_loses_no_accepted_request(servers: ServerFactory, tmp_path: Path) -> None:
