@@ -592,7 +592,9 @@ def _read_response(conn: socket.socket) -> bytes:
             return data
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+    found = re.search(rb"(?i)content-length: *(\d+)", head)
+    assert found is not None, head
+    length = int(found.group(1))
     while len(body) < length:
         chunk = conn.recv(65536)
         if not chunk:

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.discovery.conftest import MakePerson, person
+from tests.discovery.conftest import MakePerson, Person, person
 from tests.matches.test_chat_fields import counting_queries
 from tests.photos.conftest import upload_ok
 from tests.photos.images import png, small_jpeg, webp
@@ -17,8 +17,8 @@ __all__ = ["person"]
 NEAR = (52.53, 13.41)
 
 
-async def _card_photos(client: httpx.AsyncClient, viewer: object, other_id: str) -> list[str]:
-    response = await client.get(f"/api/v1/users/{other_id}", headers=viewer.headers)  # type: ignore[attr-defined]
+async def _card_photos(client: httpx.AsyncClient, viewer: Person, other_id: str) -> list[str]:
+    response = await client.get(f"/api/v1/users/{other_id}", headers=viewer.headers)
     assert response.status_code == 200, response.text
     return [photo["id"] for photo in response.json()["photos"]]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import shutil
 import signal
 import uuid
@@ -31,7 +30,7 @@ from websockets.exceptions import ConnectionClosed
 from kindred.kit.security import Passwords, TokenSigner, write_key_pair
 from kindred.models import AuthSession, Block, Match, Profile, User
 from kindred.settings import Settings
-from tests.e2e.test_server import Server, start_server
+from tests.e2e.test_server import Server, _clean_env, _flush_redis_prefix, start_server
 from tests.support import leaks
 from tests.support.stack import Stack, truncate_all, worker_id
 
@@ -43,25 +42,6 @@ FRAME_TIMEOUT = 5.0  # no single wait in these tests is longer
 
 
 # ---------------------------------------------------------------------------------------------- servers
-
-
-def clean_env(**values: str) -> dict[str, str]:
-    """PATH and HOME from the caller and nothing else: no stray DATABASE_URL, PORT or TEST_* leaks in."""
-    env = {name: os.environ[name] for name in ("PATH", "HOME") if name in os.environ}
-    env.update(values)
-    return env
-
-
-def _flush_redis_prefix(redis_url: str, prefix: str) -> None:
-    from redis import Redis
-
-    client = Redis.from_url(redis_url, socket_timeout=2)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=500))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 @dataclass
@@ -142,7 +122,7 @@ class Servers:
         }
         if self.stack.redis_url:
             values["REDIS_URL"] = self.stack.redis_url
-        server = start_server(workdir, clean_env(**values))
+        server = start_server(workdir, _clean_env(**values))
         self.started.append(server)
         self.server_prefixes[server.port] = prefix
         if sqlite_file is not None:
