@@ -17,6 +17,8 @@ from starlette_compress import CompressMiddleware
 
 from kindred.admin.router import router as admin_router
 from kindred.auth.router import router as auth_router
+from kindred.billing.plans import PlanCatalogue
+from kindred.billing.router import router as billing_router
 from kindred.chat.router import router as chat_router
 from kindred.discovery.router import router as discovery_router
 from kindred.health.router import router as health_router
@@ -138,6 +140,7 @@ def create_app(settings: Settings | None = None, *, email_backend: EmailBackend 
     app.state.signer = signer
     app.state.passwords = passwords
     app.state.rate_limits = RateLimitPolicy(settings)
+    app.state.plans = PlanCatalogue(settings)
     # Observability integrations append `async () -> None` callables: run last at shutdown.
     app.state.flush_on_shutdown = []
     if init_sentry(settings):  # once per process; before the routes are built (the integration wraps them)
@@ -163,6 +166,7 @@ def create_app(settings: Settings | None = None, *, email_backend: EmailBackend 
     api.include_router(discovery_router)
     api.include_router(safety_router)
     api.include_router(swipes_router)
+    api.include_router(billing_router)
     api.include_router(matches_router)
     api.include_router(chat_router)
     api.include_router(realtime_router)

@@ -134,9 +134,9 @@ class Settings(BaseSettings):
     stripe_api_base: str | None = None
     stripe_price_premium_monthly: str | None = None
     stripe_price_premium_yearly: str | None = None
-    trial_days: int = 7
-    price_premium_monthly_cents: int = 1499
-    price_premium_yearly_cents: int = 9999
+    trial_days: int = Field(7, ge=0)
+    price_premium_monthly_cents: int = Field(1499, ge=0)
+    price_premium_yearly_cents: int = Field(9999, ge=0)
     price_currency: str = "usd"
 
     log_level: str = "info"
@@ -204,6 +204,14 @@ class Settings(BaseSettings):
     def _normalise_db_url(cls, value: str | None) -> str | None:
         if value and value.startswith(("postgresql://", "postgres://")):
             return "postgresql+asyncpg://" + value.split("://", 1)[1]
+        return value
+
+    @field_validator("price_currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not re.fullmatch(r"[a-z]{3}", value):
+            raise ValueError("must be a three-letter ISO 4217 currency code, like 'usd' or 'eur'")
         return value
 
     @field_validator("log_level")

@@ -1,0 +1,1 @@
+"""Premium plans (and, later, subscriptions and Stripe billing)."""
