@@ -313,14 +313,6 @@ def _describe(outcomes: list[dict[str, Any]], signalled: float, server: Server) 
 # ---------------------------------------------------------------------------------------------- the test
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "on probation: all three causes found (idle-looking connections with a request waiting, keep-alive "
-        "reuse, the listen queue at close) are fixed and 20+ runs passed; remove this marker once CI has "
-        "confirmed it over more runs (issue 5 note)"
-    ),
-)
 def test_sigterm_under_continuous_load_loses_no_accepted_request(servers: ServerFactory, tmp_path: Path) -> None:
     server = servers.start("zero-downtime", SHUTDOWN_DRAIN_DELAY=str(DRAIN), SHUTDOWN_TIMEOUT=str(TIMEOUT))
     with httpx.Client(base_url=server.base_url, timeout=10) as client:
