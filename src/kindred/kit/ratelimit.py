@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import StorageError
 
@@ -24,7 +25,7 @@ from kindred.kit.breaker import CircuitBreaker
 from kindred.observability.logging import get_logger
 
 if TYPE_CHECKING:
-    from redis.asyncio import ConnectionPool
+    from redis.asyncio import ConnectionPool, Redis
 
 log = get_logger(__name__)
 
@@ -54,6 +55,9 @@ class Limiter:
     def __init__(self, *, redis_pool: ConnectionPool | None = None, key_prefix: str = "kindred:rl") -> None:
         self._memory = SlidingWindowCounterRateLimiter(MemoryStorage())
         self._redis: SlidingWindowCounterRateLimiter | None = None
+        self.redis_client: Redis | None = (
+            None  # limits' own redis-py client over the shared pool (traced like the cache's)
+        )
         if redis_pool is not None:
             storage = RedisStorage(
                 "async+redis://",  # the pool carries the address, credentials and timeouts
@@ -63,6 +67,8 @@ class Limiter:
                 connection_pool=redis_pool,  # type: ignore[arg-type]
             )
             self._redis = SlidingWindowCounterRateLimiter(storage)
+            assert isinstance(storage.bridge, RedispyBridge)  # implementation="redispy"
+            self.redis_client = storage.bridge.storage
         self.breaker = CircuitBreaker("ratelimit", failure_threshold=3, reset_timeout=5.0)
         self._warned = False
 

@@ -196,6 +196,8 @@ def instrument_backends(app: FastAPI) -> None:
         app.state.db.engine.sync_engine,
         get_meter("kindred.db").create_up_down_counter("db.client.connections.usage", unit="connections"),
     )
-    redis_client = getattr(app.state.cache, "redis_client", None)
-    if redis_client is not None:
-        RedisInstrumentor.instrument_client(redis_client, tracer_provider=provider)
+    # The cache's client and the rate limiter's: two redis-py clients over one connection pool.
+    for owner in (app.state.cache, app.state.limiter):
+        redis_client = getattr(owner, "redis_client", None)
+        if redis_client is not None:
+            RedisInstrumentor.instrument_client(redis_client, tracer_provider=provider)
