@@ -55,9 +55,8 @@ class Limiter:
     def __init__(self, *, redis_pool: ConnectionPool | None = None, key_prefix: str = "kindred:rl") -> None:
         self._memory = SlidingWindowCounterRateLimiter(MemoryStorage())
         self._redis: SlidingWindowCounterRateLimiter | None = None
-        self.redis_client: Redis | None = (
-            None  # limits' own redis-py client over the shared pool (traced like the cache's)
-        )
+        # limits' own redis-py client over the shared pool; tracing instruments it like the cache's.
+        self.redis_client: Redis | None = None
         if redis_pool is not None:
             storage = RedisStorage(
                 "async+redis://",  # the pool carries the address, credentials and timeouts
