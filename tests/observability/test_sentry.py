@@ -6,6 +6,7 @@ expected 4xx never are; no e-mail address, IP, cookie, header, query string or b
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -43,8 +44,9 @@ def sentry() -> Iterator[SentryCapture]:
 
 
 @pytest.fixture
-def settings_overrides(sentry: SentryCapture) -> dict[str, object]:
-    return {"sentry_dsn": sentry.dsn, "release": RELEASE}
+def settings_overrides(sentry: SentryCapture, request: pytest.FixtureRequest) -> dict[str, object]:
+    extra: dict[str, object] = getattr(request, "param", {})  # indirect parametrisation adds settings
+    return {"sentry_dsn": sentry.dsn, "release": RELEASE, **extra}
 
 
 async def _raise_test_error(client: httpx.AsyncClient, headers: dict[str, str]) -> httpx.Response:
@@ -135,6 +137,24 @@ async def test_a_handled_5xx_is_reported(app: FastAPI, client: httpx.AsyncClient
     (event,) = sentry.wait_for_events(1)
     assert event["exception"]["values"][-1]["type"] == "DatabaseUnavailable"
     assert "user" not in event  # anonymous: no user at all, certainly not an IP
+
+
+@pytest.mark.parametrize("settings_overrides", [{"request_timeout": 0.3}], indirect=True)
+async def test_a_route_timeout_is_reported_once_as_handled(
+    app: FastAPI, client: httpx.AsyncClient, sentry: SentryCapture
+) -> None:
+    async def slow(thing_id: str) -> None:
+        await asyncio.sleep(5)
+
+    app.add_api_route("/api/v1/test-only/slow/{thing_id}", slow)
+    response = await client.get(f"/api/v1/test-only/slow/{uuid.uuid4()}")
+    assert_error(response, 503, "timeout")
+    await flush_sentry()
+    (event,) = sentry.wait_for_events(1)
+    (exception,) = event["exception"]["values"]
+    assert (exception["type"], exception["mechanism"]["handled"]) == ("RequestTimeout", True)
+    assert event["transaction"] == "/api/v1/test-only/slow/{thing_id}"  # the route, never the raw path
+    assert event["tags"]["request_id"] == response.headers["x-request-id"]
 
 
 def test_before_send_drops_expected_errors_and_keeps_unexpected_ones() -> None:

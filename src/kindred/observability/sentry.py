@@ -36,6 +36,7 @@ FLUSH_TIMEOUT = 2.0  # seconds the lifespan waits for queued events at shutdown
 _SAFE_HEADERS = frozenset({"accept", "content-length", "content-type", "x-request-id"})
 _BREADCRUMB_KEYS = ("type", "category", "level", "timestamp", "message")
 _UNHANDLED = {"type": "kindred.last_resort", "handled": False}
+_HANDLED = {"type": "kindred.handled", "handled": True}
 
 
 def release_name(settings: Settings) -> str:
@@ -207,6 +208,15 @@ def set_user_id(user_id: object) -> None:
     """Attach the authenticated user's id (nothing else about them) to this request's events."""
     if sentry_sdk.is_initialized():
         sentry_sdk.set_user({"id": str(user_id)})
+
+
+def report_handled(exc: BaseException) -> None:
+    """Report a failure Kindred answered with a designed 5xx outside the exception handlers (a route
+    timeout); a no-op without SENTRY_DSN. Marked handled: the client got the contract's error."""
+    client = sentry_sdk.get_client()
+    if client.is_active():
+        event, hint = event_from_exception(exc, client_options=client.options, mechanism=_HANDLED)
+        sentry_sdk.capture_event(event, hint=hint)
 
 
 def report_exception(exc: BaseException) -> None:
