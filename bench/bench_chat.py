@@ -41,17 +41,14 @@ BENCH_SCRATCH_DIR.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
 import json
 import math
 import os
 import random
-import shutil
 import signal
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -61,10 +58,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
+import common
 import httpx
 import redis.asyncio as aioredis
 import uvloop
-from bench_api import (
+from common import (
     API,
     BENCH_DIR,
     CLOCK_TICKS,
@@ -72,16 +70,19 @@ from bench_api import (
     Config,
     Processes,
     Server,
+    copy_dicts,
+    exit_on_signals,
     machine,
     migrate,
     recreate_database,
+    scratch_config,
     server_env,
+    server_password_hash,
     wait_until_up,
 )
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from kindred.kit.security import Passwords
 from kindred.ops.seed import CITIES, _person
 from kindred.realtime.events import frame
 from kindred.settings import Settings
@@ -148,12 +149,6 @@ class ChatSettings:
         return round(self.rate * self.seconds)
 
 
-def scratch_config() -> Config:
-    """The API benchmark's settings, on a database of our own (`<name>_chat`)."""
-    config = Config.from_env()
-    return dataclasses.replace(config, database_url=config.asyncpg_dsn(config.database_name + "_chat"))
-
-
 async def delete_keys(redis_url: str) -> int:
     """Delete this benchmark's keys (KEY_PREFIX) and nothing else; return how many."""
     client = aioredis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
@@ -206,12 +201,8 @@ async def seed_pairs(dsn: str, count: int, password_hash: str) -> list[Pair]:
     conn = await asyncpg.connect(dsn, timeout=10)
     try:
         async with conn.transaction():
-            await conn.copy_records_to_table(
-                "users", records=[tuple(u.values()) for u in users], columns=list(users[0])
-            )
-            await conn.copy_records_to_table(
-                "profiles", records=[tuple(p.values()) for p in profiles], columns=list(profiles[0])
-            )
+            await copy_dicts(conn, "users", users)
+            await copy_dicts(conn, "profiles", profiles)
             cols = ["id", "user_low", "user_high", "created_at", "last_activity_at"]
             await conn.copy_records_to_table("matches", records=matches, columns=cols)
         await conn.execute("ANALYZE")
@@ -634,14 +625,6 @@ def merged(first: list[Shot], second: list[Shot], start_first: float, start_seco
 # ----------------------------------------------------------------------------- the run
 
 
-def password_hash(env: dict[str, str], settings: Settings) -> str:
-    """A hash with the server's own argon2 parameters, so a login costs what it costs in production."""
-    memory = int(env.get("ARGON2_MEMORY_KIB", settings.argon2_memory_kib))
-    time_cost = int(env.get("ARGON2_TIME_COST", settings.argon2_time_cost))
-    parallelism = int(env.get("ARGON2_PARALLELISM", settings.argon2_parallelism))
-    return Passwords(memory, time_cost, parallelism).hash_sync(PASSWORD)
-
-
 async def drive(config: Config, bench: ChatSettings, a: Server, b: Server, hashed: str) -> dict[str, Any]:
     problems: list[str] = []
     pairs = await seed_pairs(config.asyncpg_dsn(), bench.pairs, hashed)
@@ -771,7 +754,7 @@ def run(config: Config, bench: ChatSettings, workdir: Path, processes: Processes
     env["CACHE_KEY_PREFIX"] = KEY_PREFIX  # both instances: the same channels, apart from the other benchmarks
     migrate(env, workdir)
     settings = Settings(database_url=config.database_url, redis_url=config.redis_url, KINDRED_VAR_DIR=workdir / "var")
-    hashed = password_hash(env, settings)
+    hashed = server_password_hash(env, settings, PASSWORD)
     serve = ["serve", "--host", "127.0.0.1"]
     if bench.profile:
         PROFILE_FILE.parent.mkdir(parents=True, exist_ok=True)
@@ -879,21 +862,6 @@ def print_report(result: dict[str, Any]) -> None:
         print(f"INVALID: {problem}")
 
 
-def clean_up(config: Config) -> None:
-    """Drop the scratch database and delete this benchmark's Redis keys; report, never raise."""
-    for step in (lambda: recreate_database(config, create=False), lambda: asyncio.run(delete_keys(config.redis_url))):
-        try:
-            step()
-        except BenchError as exc:
-            print(f"bench chat: cleanup: {exc}", file=sys.stderr)
-
-
-def exit_on_signals() -> None:
-    """SIGTERM (run.sh's trap) and SIGINT unwind through `finally`: servers stopped, database dropped."""
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda signum, frame: sys.exit(128 + signum))
-
-
 async def until_signal(work: Awaitable[T]) -> T:
     """`work`, cancelled cleanly by SIGTERM or SIGINT (then SystemExit 128 + signal). A plain handler's
     SystemExit could surface inside a transport callback, where the event loop logs it instead."""
@@ -917,42 +885,17 @@ async def until_signal(work: Awaitable[T]) -> T:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cleanup", action="store_true", help="only drop the scratch database and Redis keys")
-    args = parser.parse_args()
-    exit_on_signals()
-    try:
-        config = scratch_config()
-        bench = ChatSettings.from_env()
-    except BenchError as exc:
-        print(f"bench chat: {exc}", file=sys.stderr)
-        return 1
-    if args.cleanup:
-        clean_up(config)
-        return 0
-    workdir = Path(tempfile.mkdtemp(prefix="kindred-bench-chat-", dir=config.scratch_dir))
-    processes = Processes(config.scratch_dir / "pids" if config.scratch_dir else None)
-    try:
-        result = run(config, bench, workdir, processes)
-    except BenchError as exc:
-        print(f"bench chat: {exc}", file=sys.stderr)
-        return 1
-    except (httpx.HTTPError, asyncpg.PostgresError, aioredis.RedisError, OSError, ConnectionClosed) as exc:
-        print(f"bench chat: {exc!r}", file=sys.stderr)
-        return 1
-    finally:
-        processes.stop_all()
-        clean_up(config)
-        shutil.rmtree(workdir, ignore_errors=True)
-    print_report(result)
-    RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_FILE.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(f"results written to {RESULTS_FILE.relative_to(BENCH_DIR.parent)}")
-    if not result["valid"]:
-        return 1
-    if config.strict and not all(t["met"] for t in result["targets"].values()):
-        return 3
-    return 0
+    return common.main(
+        "bench chat",
+        __doc__,
+        load=lambda: (scratch_config("_chat"), ChatSettings.from_env()),
+        run=run,
+        print_report=print_report,
+        results_file=RESULTS_FILE,
+        clear_keys=lambda config: asyncio.run(delete_keys(config.redis_url)),
+        uses_wrk=False,
+        failures=(httpx.HTTPError, asyncpg.PostgresError, aioredis.RedisError, OSError, ConnectionClosed),
+    )
 
 
 if __name__ == "__main__":

@@ -27,19 +27,14 @@ BENCH_SCRATCH_DIR.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
 import json
 import math
 import os
 import random
-import shutil
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -47,8 +42,9 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import common
 import httpx
-from bench_api import (
+from common import (
     API,
     BENCH_DIR,
     BenchError,
@@ -56,17 +52,22 @@ from bench_api import (
     Processes,
     Server,
     clear_cache_keys,
+    copy_dicts,
     machine,
     migrate,
+    recreate_database,
+    scratch_config,
     server_env,
+    server_password_hash,
     wait_until_up,
+    wrk_figures,
+    wrk_result,
 )
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kindred.discovery.repository import DiscoveryRepository, Viewer, Window
 from kindred.kit.db import build_engine
-from kindred.kit.security import Passwords
 from kindred.ops.seed import CITIES, _person
 from kindred.profiles import geo
 from kindred.settings import Settings
@@ -108,30 +109,6 @@ class Settings_:
         if list(s.sizes) != sorted(s.sizes) or s.sizes[0] < 100 or s.viewers < 2 or s.connections < 2:
             raise BenchError("BENCH_DISCOVER_SIZES must be ascending (>= 100); viewers and connections >= 2")
         return s
-
-
-def scratch_config() -> Config:
-    """The API benchmark's settings, on a database of our own (`<name>_discover`)."""
-    config = Config.from_env()
-    name = config.database_name + "_discover"
-    return dataclasses.replace(config, database_url=config.asyncpg_dsn(name))
-
-
-async def _recreate(config: Config, *, create: bool) -> None:
-    conn = await asyncpg.connect(config.asyncpg_dsn("postgres"), timeout=5)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{config.database_name}" WITH (FORCE)')
-        if create:
-            await conn.execute(f'CREATE DATABASE "{config.database_name}"')
-    finally:
-        await conn.close()
-
-
-def recreate_database(config: Config, *, create: bool = True) -> None:
-    try:
-        asyncio.run(_recreate(config, create=create))
-    except (OSError, asyncpg.PostgresError) as exc:
-        raise BenchError(f"PostgreSQL at {config.asyncpg_dsn('postgres')} is required: {exc}") from exc
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -229,12 +206,8 @@ class Seeder:
         conn = await asyncpg.connect(self.dsn, timeout=10)
         try:
             async with conn.transaction():
-                await conn.copy_records_to_table(
-                    "users", records=[tuple(u.values()) for u in users], columns=list(users[0])
-                )
-                await conn.copy_records_to_table(
-                    "profiles", records=[tuple(p.values()) for p in profiles], columns=list(profiles[0])
-                )
+                await copy_dicts(conn, "users", users)
+                await copy_dicts(conn, "profiles", profiles)
                 cols = ["id", "user_id", "position", "status", "storage_key", "width", "height", "created_at"]
                 await conn.copy_records_to_table("photos", records=photos, columns=cols)
                 cols = ["id", "swiper_id", "target_id", "action", "created_at"]
@@ -280,22 +253,9 @@ def wrk_discover(server: Server, tokens: list[str], *, seconds: int, connections
     """One wrk run of `seconds` (2 threads, `connections` connections), tokens rotating per request."""
     url = f"{server.base_url}{API}/discover?limit=20"
     args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s", "-s", str(DISCOVER_LUA), url]
-    done = subprocess.run([*args, "--", *tokens], capture_output=True, text=True, timeout=seconds + 60)
-    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("WRK_RESULT ")), None)
-    if done.returncode != 0 or line is None:
-        raise BenchError(f"wrk failed ({done.returncode}) on {url}:\n{done.stdout[-1000:]}{done.stderr[-1000:]}")
-    raw = json.loads(line.removeprefix("WRK_RESULT "))
-    seconds = raw["duration_us"] / 1e6
+    raw = wrk_result([*args, "--", *tokens], url, timeout=seconds + 60)
     return {
-        "requests": raw["requests"],
-        "seconds": round(seconds, 2),
-        "rps": round(raw["requests"] / seconds, 1),
-        "p50_ms": raw["p50_us"] / 1000,
-        "p90_ms": raw["p90_us"] / 1000,
-        "p95_ms": raw["p95_us"] / 1000,
-        "p99_ms": raw["p99_us"] / 1000,
-        "max_ms": raw["max_us"] / 1000,
-        "bytes_per_response": round(raw["bytes"] / raw["requests"]) if raw["requests"] else 0,
+        **wrk_figures(raw, percentiles=(50, 90, 95, 99), seconds_digits=2),
         "statuses": {int(k): v for k, v in raw.get("statuses", {}).items()},
         "socket_errors": sum(raw[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts")),
         "connections": connections,
@@ -422,11 +382,7 @@ def run(config: Config, bench: Settings_, workdir: Path, processes: Processes) -
     env = server_env(config, workdir)
     migrate(env, workdir)
     settings = Settings(database_url=config.database_url, redis_url=config.redis_url, KINDRED_VAR_DIR=workdir / "var")
-    memory = int(env.get("ARGON2_MEMORY_KIB", settings.argon2_memory_kib))
-    time_cost = int(env.get("ARGON2_TIME_COST", settings.argon2_time_cost))
-    parallelism = int(env.get("ARGON2_PARALLELISM", settings.argon2_parallelism))
-    password_hash = Passwords(memory, time_cost, parallelism).hash_sync(PASSWORD)
-    seeder = Seeder(config.asyncpg_dsn(), password_hash, bench.viewers)
+    seeder = Seeder(config.asyncpg_dsn(), server_password_hash(env, settings, PASSWORD), bench.viewers)
 
     serve = [sys.executable, "-m", "kindred.cli", "serve", "--host", "127.0.0.1"]
     server = processes.start("kindred", serve, env, workdir)
@@ -548,55 +504,16 @@ def print_report(result: dict[str, Any]) -> None:
         print(f"INVALID: {problem}")
 
 
-def clean_up(config: Config) -> None:
-    for step in (lambda: recreate_database(config, create=False), lambda: clear_cache_keys(config)):
-        try:
-            step()
-        except BenchError as exc:
-            print(f"bench discover: cleanup: {exc}", file=sys.stderr)
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cleanup", action="store_true", help="only drop the scratch database and Redis keys")
-    args = parser.parse_args()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda signum, frame: sys.exit(128 + signum))
-    try:
-        config = scratch_config()
-        bench = Settings_.from_env()
-    except BenchError as exc:
-        print(f"bench discover: {exc}", file=sys.stderr)
-        return 1
-    if args.cleanup:
-        clean_up(config)
-        return 0
-    if shutil.which("wrk") is None:
-        print("bench discover: wrk is not installed (bench/run.sh installs it)", file=sys.stderr)
-        return 1
-    workdir = Path(tempfile.mkdtemp(prefix="kindred-bench-discover-", dir=config.scratch_dir))
-    processes = Processes(config.scratch_dir / "pids" if config.scratch_dir else None)
-    try:
-        result = run(config, bench, workdir, processes)
-    except BenchError as exc:
-        print(f"bench discover: {exc}", file=sys.stderr)
-        return 1
-    except (httpx.HTTPError, asyncpg.PostgresError) as exc:
-        print(f"bench discover: {exc!r}", file=sys.stderr)
-        return 1
-    finally:
-        processes.stop_all()
-        clean_up(config)
-        shutil.rmtree(workdir, ignore_errors=True)
-    print_report(result)
-    RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_FILE.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(f"results written to {RESULTS_FILE.relative_to(BENCH_DIR.parent)}")
-    if not result["valid"]:
-        return 1
-    if Config.from_env().strict and not all(t["met"] for t in result["targets"].values()):
-        return 3
-    return 0
+    return common.main(
+        "bench discover",
+        __doc__,
+        load=lambda: (scratch_config("_discover"), Settings_.from_env()),
+        run=run,
+        print_report=print_report,
+        results_file=RESULTS_FILE,
+        failures=(httpx.HTTPError, asyncpg.PostgresError),
+    )
 
 
 if __name__ == "__main__":
