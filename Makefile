@@ -31,7 +31,7 @@ test: install ## run the whole suite (embedded stack, or PostgreSQL/Redis via TE
 lint: install ## ruff (lint + format check) and mypy
 	@$(BIN)/ruff check src tests bench
 	@$(BIN)/ruff format --check src tests bench
-	@$(BIN)/mypy src
+	@$(BIN)/mypy src bench
 
 format: install ## apply ruff's fixes and formatting
 	@$(BIN)/ruff check --fix src tests bench

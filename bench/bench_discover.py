@@ -353,11 +353,11 @@ def index_use(plan: list[str], viewer_id: uuid.UUID) -> dict[str, dict[str, Any]
         # "Bitmap Index Scan on <index>" names only the index; the naming convention puts the table in it.
         lines = [ln for ln in plan if f" on {table}" in ln or f"Bitmap Index Scan on {table}" in ln]
         lines += [ln for ln in plan if "Bitmap Index Scan on " in ln and f"_{table}_" in ln + "_"]
-        names = sorted(
+        indexes = sorted(
             {ln.split(" using ")[1].split()[0] for ln in lines if " using " in ln}
             | {ln.split(" Scan on ")[1].split()[0] for ln in lines if "Bitmap Index Scan on" in ln}
         )
-        found[table] = {"indexes": names, "uses_index": bool(names) and not any("Seq Scan" in ln for ln in lines)}
+        found[table] = {"indexes": indexes, "uses_index": bool(indexes) and not any("Seq Scan" in ln for ln in lines)}
     # "not swiped by me": the (swiper_id, target_id) unique index with the viewer as swiper_id.
     me = f"swiper_id = '{viewer_id}'"
     found["swipes"]["not_swiped_by_me_via_unique_index"] = any(
