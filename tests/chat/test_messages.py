@@ -97,9 +97,9 @@ async def test_the_unique_client_id_settles_concurrent_inserts_without_the_match
     man, _woman, match = await matched_pair(app, person)
     fields = {"match_id": match.id, "sender_id": uid(man), "body": "race", "client_id": "race-1"}
     async with app.state.db.sessionmaker() as first, app.state.db.sessionmaker() as second:
-        assert await ChatRepository(first).insert(message_id=uuid.uuid4(), created_at=clock.now(), **fields)
+        assert await ChatRepository(first).insert(Message(id=uuid.uuid4(), created_at=clock.now(), **fields))
         racing = asyncio.create_task(
-            ChatRepository(second).insert(message_id=uuid.uuid4(), created_at=clock.now(), **fields)
+            ChatRepository(second).insert(Message(id=uuid.uuid4(), created_at=clock.now(), **fields))
         )
         await asyncio.sleep(0.3)
         assert not racing.done()  # blocked on the first transaction's uncommitted row

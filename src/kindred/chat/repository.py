@@ -58,24 +58,16 @@ class ChatRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def insert(
-        self,
-        *,
-        message_id: uuid.UUID,
-        match_id: uuid.UUID,
-        sender_id: uuid.UUID,
-        body: str,
-        client_id: str,
-        created_at: datetime,
-    ) -> bool:
+    async def insert(self, message: Message) -> bool:
         """Insert unless the sender already sent this client_id in this match; True if this call did.
 
         ON CONFLICT DO NOTHING on the unique (sender_id, match_id, client_id): of two concurrent
-        identical sends one inserts, the other waits for it to commit and inserts nothing.
+        identical sends one inserts, the other waits for it to commit and inserts nothing. `message` is
+        a transient object holding every column; it is not added to the session.
         """
         values = {
-            "id": message_id, "match_id": match_id, "sender_id": sender_id, "body": body, "client_id": client_id,
-            "created_at": created_at, "read_at": None,
+            "id": message.id, "match_id": message.match_id, "sender_id": message.sender_id, "body": message.body,
+            "client_id": message.client_id, "created_at": message.created_at, "read_at": message.read_at,
         }  # fmt: skip
         insert_fn = postgresql.insert if self.session.get_bind().dialect.name == "postgresql" else sqlite.insert
         stmt = insert_fn(Message).values(**values)

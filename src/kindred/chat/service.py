@@ -62,20 +62,19 @@ class ChatService:
         """
         me = principal.user_id
         conversation = await self._open(principal, match_id, lock=True)
-        existing = await self.repo.by_client_id(match_id, me, body.client_id)
-        if existing is not None:
-            return message_read(existing), False
         at = max(clock.now(), conversation.match.last_activity_at + TICK)
-        created = await self.repo.insert(
-            message_id=uuid.uuid4(), match_id=match_id, sender_id=me, body=body.body, client_id=body.client_id,
-            created_at=at,
+        message = Message(
+            id=uuid.uuid4(), match_id=match_id, sender_id=me, body=body.body, client_id=body.client_id,
+            created_at=at, read_at=None,
         )  # fmt: skip
-        message = await self.repo.by_client_id(match_id, me, body.client_id)
-        if message is None:  # pragma: no cover - inserted or present inside this transaction
-            raise RuntimeError("message vanished inside its own transaction")
+        # Three statements on the way that matters: lock the match, insert, touch. A retry's insert does
+        # nothing, and only then is the first message read back.
+        if not await self.repo.insert(message):
+            existing = await self.repo.by_client_id(match_id, me, body.client_id)
+            if existing is None:  # pragma: no cover - the conflicting row is committed or ours
+                raise RuntimeError("the message this client_id names has vanished")
+            return message_read(existing), False
         read = message_read(message)
-        if not created:  # pragma: no cover - a concurrent twin committed between the lookup and the insert
-            return read, False
         await self.matches.touch(match_id, at)
         emit(self.session, [me, conversation.other_id], MESSAGE_NEW, {"message": read.model_dump(mode="json")})
         # Ids only: a message body never reaches the log.
