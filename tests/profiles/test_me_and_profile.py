@@ -11,9 +11,10 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from kindred.kit.email import MemoryEmailBackend
-from kindred.models import Profile, User
+from kindred.models import Profile
 from tests.support.assertions import assert_error
 from tests.support.factories import Account, verified_account
+from tests.swipes.helpers import set_tier
 
 ME = "/api/v1/me"
 PROFILE = "/api/v1/me/profile"
@@ -21,20 +22,6 @@ PROFILE = "/api/v1/me/profile"
 
 async def patch(client: httpx.AsyncClient, account: Account, body: dict[str, Any]) -> httpx.Response:
     return await client.patch(PROFILE, json=body, headers=account.headers)
-
-
-async def set_tier(app: FastAPI, account: Account, tier: str) -> None:
-    async with app.state.db.sessionmaker() as session, session.begin():
-        user = await session.get(User, uuid.UUID(account.id))
-        assert user is not None
-        user.tier = tier
-    await app.state.cache.delete("auth:sess:" + _sid(account))
-
-
-def _sid(account: Account) -> str:
-    import jwt
-
-    return str(jwt.decode(account.access_token, options={"verify_signature": False})["sid"])
 
 
 async def test_me_has_user_profile_photos_quotas_and_entitlements(
