@@ -15,6 +15,7 @@ from kindred.settings import Environment, Settings
 APP = "https://app.example.com"
 PREVIEW = "https://pr-42.preview.example.com"
 EVIL = "https://evil.example.net"
+API_KEY = "k" * 40  # a server-to-server key for the internal endpoints
 
 
 @pytest.fixture
@@ -23,6 +24,7 @@ def settings_overrides() -> dict[str, object]:
         "frontend_url": "https://www.example.com/app",
         "cors_origin": [APP],
         "cors_origin_regex": r"https://[a-z0-9-]+\.preview\.example\.com",
+        "api_key": API_KEY,
     }
 
 
@@ -84,6 +86,18 @@ async def test_health_and_metrics_need_no_origin(client: httpx.AsyncClient) -> N
         response = await client.get(path)
         assert response.status_code == 200
         assert "access-control-allow-origin" not in response.headers
+
+
+async def test_an_api_key_is_no_cors_bypass(client: httpx.AsyncClient) -> None:
+    """`X-API-Key` opens the internal endpoints to servers; it never makes a foreign origin allowed."""
+    for path in ("/health/detailed", "/metrics", "/api/v1/plans"):
+        response = await client.get(path, headers={"Origin": EVIL, "X-API-Key": API_KEY})
+        assert response.status_code == 200, path
+        assert "access-control-allow-origin" not in response.headers, path
+    preflight = await client.options(
+        "/health/detailed", headers={**_preflight(EVIL, "GET", "x-api-key"), "X-API-Key": API_KEY}
+    )
+    assert "access-control-allow-origin" not in preflight.headers
 
 
 def test_localhost_is_allowed_in_development_only(settings: Settings) -> None:
