@@ -15,18 +15,9 @@ from pydantic import BaseModel, TypeAdapter
 
 from kindred.models import Tier
 from kindred.settings import Settings
-from kindred.swipes.quotas import plan_for
+from kindred.swipes.quotas import Plan, plan_for
 
 MAX_AGE = 300  # seconds a client or CDN may reuse the catalogue before revalidating
-
-
-class PlanLimits(BaseModel):
-    likes_per_day: int | None  # None = unlimited
-    superlikes_per_day: int
-    undo: bool
-    likes_received: bool
-    incognito: bool
-    boosts: bool
 
 
 class PlanRead(BaseModel):
@@ -36,18 +27,10 @@ class PlanRead(BaseModel):
     price_cents: int
     currency: str
     interval: Literal["month", "year"] | None
-    limits: PlanLimits
+    limits: Plan  # the tier's rules, as the swipe and premium code enforce them
 
 
 _PLANS = TypeAdapter(list[PlanRead])
-
-
-def _limits(tier: str) -> PlanLimits:
-    plan = plan_for(tier)
-    return PlanLimits(
-        likes_per_day=plan.likes_per_day, superlikes_per_day=plan.superlikes_per_day, undo=plan.undo,
-        likes_received=plan.likes_received, incognito=plan.incognito, boosts=plan.boosts,
-    )  # fmt: skip
 
 
 def plans(settings: Settings) -> list[PlanRead]:
@@ -55,13 +38,13 @@ def plans(settings: Settings) -> list[PlanRead]:
     currency = settings.price_currency
     return [
         PlanRead(id="free", tier=free, name="Free", price_cents=0, currency=currency, interval=None,
-                 limits=_limits(free)),
+                 limits=plan_for(free)),
         PlanRead(id="premium_monthly", tier=premium, name="Premium (monthly)",
                  price_cents=settings.price_premium_monthly_cents, currency=currency, interval="month",
-                 limits=_limits(premium)),
+                 limits=plan_for(premium)),
         PlanRead(id="premium_yearly", tier=premium, name="Premium (yearly)",
                  price_cents=settings.price_premium_yearly_cents, currency=currency, interval="year",
-                 limits=_limits(premium)),
+                 limits=plan_for(premium)),
     ]  # fmt: skip
 
 
