@@ -85,3 +85,16 @@ def test_configuring_again_replaces_the_file_handler_instead_of_stacking(
         configure_logging("info", "json", log_file=str(path), stream=io.StringIO())
     structlog.get_logger("kindred.test").info("once")
     assert [r["event"] for r in _records(path)].count("once") == 1
+
+
+def test_a_logger_used_before_reconfiguration_follows_the_new_chain(restore_suite_logging: None) -> None:
+    """Loggers are cached on first use; configuring again must still reach them (and structlog's
+    capture_logs, which edits the configured chain in place)."""
+    from structlog.testing import capture_logs
+
+    early = structlog.get_logger("kindred.test.early")
+    early.info("before")  # cached now, on the chain configured so far
+    configure_logging("info", "json", stream=io.StringIO())
+    with capture_logs() as captured:
+        early.info("after", n=1)
+    assert [(entry["event"], entry.get("n")) for entry in captured] == [("after", 1)]

@@ -81,9 +81,17 @@ def configure_logging(
     lines (a file is read by machines: shippers, grep, jq), whatever `fmt` the console gets. One process
     per file: RotatingFileHandler does not coordinate rotation between processes.
     """
+    # filter_by_level first: events below LOG_LEVEL cost one level check, not the whole chain.
+    chain = [structlog.stdlib.filter_by_level, *_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter]
+    if structlog.is_configured():
+        # Loggers cached on first use hold the configured list itself: change it in place, so a second
+        # call reaches them too (structlog.configure would swap in a new list they never see).
+        processors = structlog.get_config()["processors"]
+        processors[:] = chain
+    else:
+        processors = chain
     structlog.configure(
-        # filter_by_level first: events below LOG_LEVEL cost one level check, not the whole chain.
-        processors=[structlog.stdlib.filter_by_level, *_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=processors,
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
