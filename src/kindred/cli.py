@@ -158,6 +158,7 @@ def _server(config: uvicorn.Config, application: FastAPI, settings: Settings) ->
 
         def create_protocol(self) -> asyncio.Protocol:
             """A connection's protocol, as uvicorn's start-up makes them (for connections we accept ourselves)."""
+            # uvicorn types the class as a bare asyncio.Protocol; its HTTP protocols take these keywords.
             protocol: asyncio.Protocol = self.config.http_protocol_class(  # type: ignore[call-arg]
                 config=self.config, server_state=self.server_state, app_state=self.lifespan.state
             )

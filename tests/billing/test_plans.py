@@ -70,12 +70,12 @@ async def test_prices_and_currency_come_from_settings(client: httpx.AsyncClient)
 @pytest.mark.parametrize("value", ["euro", "u$d", ""])
 def test_a_currency_that_is_not_a_three_letter_code_is_refused_at_start_up(value: str) -> None:
     with pytest.raises(ValidationError, match="three-letter"):
-        Settings(_env_file=None, price_currency=value)  # type: ignore[call-arg]
+        Settings(price_currency=value)
 
 
 def test_a_negative_price_is_refused_at_start_up() -> None:
     with pytest.raises(ValidationError, match="price_premium_monthly_cents"):
-        Settings(_env_file=None, price_premium_monthly_cents=-1)  # type: ignore[call-arg]
+        Settings(price_premium_monthly_cents=-1)
 
 
 async def test_the_catalogue_is_served_from_memory_without_database_or_cache(

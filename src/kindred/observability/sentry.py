@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
 import sentry_sdk
 import structlog
@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from sentry_sdk.integrations.fastapi import FastApiIntegration
 from sentry_sdk.integrations.logging import LoggingIntegration
 from sentry_sdk.integrations.starlette import StarletteIntegration
+from sentry_sdk.types import Event, Hint
 from sentry_sdk.utils import event_from_exception
 from starlette.exceptions import HTTPException
 
@@ -118,17 +119,18 @@ def _scrub_event(event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
+def before_send(event: Event, hint: Hint) -> Event | None:
     """Drop expected 4xx; strip everything personal from what is left."""
     exc_info = hint.get("exc_info")
     if exc_info and isinstance(exc_info[1], BaseException) and is_expected(exc_info[1]):
         return None
-    return _scrub_event(event)
+    # The scrubber walks the event as the plain dict it is at run time (keys the TypedDict does not name).
+    return cast("Event", _scrub_event(cast("dict[str, Any]", event)))
 
 
-def before_send_transaction(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
+def before_send_transaction(event: Event, hint: Hint) -> Event | None:
     """Performance events (SENTRY_TRACES_SAMPLE_RATE > 0) get the same scrubbing."""
-    return _scrub_event(event)
+    return cast("Event", _scrub_event(cast("dict[str, Any]", event)))
 
 
 # Sentry is process-wide (one client, patched framework classes), but the app factory runs once per
@@ -180,8 +182,8 @@ def init_sentry(settings: Settings) -> bool:
             FastApiIntegration(transaction_style="url"),
             LoggingIntegration(level=logging.INFO, event_level=None),
         ],
-        before_send=before_send,  # type: ignore[arg-type]
-        before_send_transaction=before_send_transaction,  # type: ignore[arg-type]
+        before_send=before_send,
+        before_send_transaction=before_send_transaction,
         shutdown_timeout=FLUSH_TIMEOUT,
     )
     _active_options = options
