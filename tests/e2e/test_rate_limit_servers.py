@@ -3,7 +3,6 @@ taken from X-Forwarded-For only when the peer is a trusted proxy."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 
@@ -11,7 +10,7 @@ import httpx
 import pytest
 
 from tests.e2e.test_server import ServerFactory, servers
-from tests.support.redis_server import redis_server
+from tests.support.redis_server import shared_or_private_redis
 
 __all__ = ["servers"]
 pytestmark = pytest.mark.e2e
@@ -21,12 +20,8 @@ CSRF = "/api/v1/auth/csrf"  # an anonymous /api read: counted against the client
 
 @pytest.fixture(scope="module")
 def shared_redis() -> Iterator[str]:
-    url = os.environ.get("TEST_REDIS_URL")
-    if url:
+    with shared_or_private_redis() as url:
         yield url
-        return
-    with redis_server() as private_url:
-        yield private_url
 
 
 def test_two_server_processes_share_one_budget(servers: ServerFactory, shared_redis: str) -> None:

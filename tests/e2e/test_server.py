@@ -163,6 +163,30 @@ def _flush_redis_prefix(redis_url: str, prefix: str) -> None:
         client.close()
 
 
+def server_settings(workdir: Path, database_url: str, prefix: str, redis_url: str | None) -> dict[str, str]:
+    """The environment every test server starts from: development, JSON logs, fast and unreachable limits."""
+    values = {
+        "ENVIRONMENT": "development",
+        "KINDRED_VAR_DIR": str(workdir / "var"),
+        "DATABASE_URL": database_url,
+        "EMAIL_BACKEND": "console",
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "info",
+        "CACHE_KEY_PREFIX": prefix,
+        # Cheap hashing keeps the test fast; production cost is measured in `make bench`.
+        "ARGON2_MEMORY_KIB": "1024",
+        "ARGON2_TIME_COST": "1",
+        # Shutdown phases short, so a SIGTERM test takes a second rather than half a minute.
+        "SHUTDOWN_DRAIN_DELAY": "0.2",
+        "SHUTDOWN_TIMEOUT": "5",
+        # Budgets no test reaches; the limiter still runs (tests/middleware/test_rate_limit.py).
+        **{name.upper(): "1000000/minute" for name in Settings.model_fields if name.startswith("rate_limit_")},
+    }
+    if redis_url:
+        values["REDIS_URL"] = redis_url
+    return values
+
+
 @dataclass
 class ServerFactory:
     """Starts servers on the test stack's database (and Redis) and cleans up after every one."""
@@ -182,26 +206,7 @@ class ServerFactory:
             database_url = self.stack.database_url  # already migrated by the `stack` fixture
         prefix = f"ke2e:{worker_id()}:{uuid.uuid4().hex[:8]}:"
         self.prefixes.append(prefix)
-        values = {
-            "ENVIRONMENT": "development",
-            "KINDRED_VAR_DIR": str(workdir / "var"),
-            "DATABASE_URL": database_url,
-            "EMAIL_BACKEND": "console",
-            "LOG_FORMAT": "json",
-            "LOG_LEVEL": "info",
-            "CACHE_KEY_PREFIX": prefix,
-            # Cheap hashing keeps the test fast; production cost is measured in `make bench`.
-            "ARGON2_MEMORY_KIB": "1024",
-            "ARGON2_TIME_COST": "1",
-            # Shutdown phases short, so a SIGTERM test takes a second rather than half a minute.
-            "SHUTDOWN_DRAIN_DELAY": "0.2",
-            "SHUTDOWN_TIMEOUT": "5",
-            # Budgets no test reaches; the limiter still runs (tests/middleware/test_rate_limit.py).
-            **{name.upper(): "1000000/minute" for name in Settings.model_fields if name.startswith("rate_limit_")},
-        }
-        if self.stack.redis_url:
-            values["REDIS_URL"] = self.stack.redis_url
-        return _clean_env(**values)
+        return _clean_env(**server_settings(workdir, database_url, prefix, self.stack.redis_url))
 
     def start(self, name: str, *, port_via_env: bool = False, **extra_env: str) -> Server:
         workdir = self.root / f"{name}-{uuid.uuid4().hex[:6]}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import urlsplit, urlunsplit
@@ -10,19 +9,15 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from redis.asyncio import Redis
 
-from tests.support.redis_server import redis_server
+from tests.support.redis_server import shared_or_private_redis
 from tests.support.tcpproxy import TcpProxy
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """TEST_REDIS_URL when set (shared: tests touch only keys under their own prefix), else a private server."""
-    url = os.environ.get("TEST_REDIS_URL")
-    if url:
+    with shared_or_private_redis() as url:
         yield url
-        return
-    with redis_server() as private_url:
-        yield private_url
 
 
 async def delete_prefixed(redis_url: str, prefix: str) -> None:

@@ -7,7 +7,6 @@ about (`limit(...)`). `limits` keys counters by the limit itself, so the new lim
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator
 
@@ -28,7 +27,7 @@ from tests.discovery.conftest import MakePerson, person
 from tests.photos.images import webp
 from tests.support.assertions import assert_error
 from tests.support.factories import Account, registration, verified_account
-from tests.support.redis_server import redis_server
+from tests.support.redis_server import shared_or_private_redis
 
 __all__ = ["person"]
 
@@ -201,12 +200,8 @@ async def test_without_redis_the_limiter_decides_in_memory() -> None:
 
 @pytest.fixture
 async def shared_redis_url() -> AsyncIterator[str]:
-    url = os.environ.get("TEST_REDIS_URL")
-    if url:
+    with shared_or_private_redis() as url:
         yield url
-        return
-    with redis_server() as private_url:
-        yield private_url
 
 
 async def test_two_instances_share_one_budget_through_redis(

@@ -29,8 +29,7 @@ from websockets.exceptions import ConnectionClosed
 
 from kindred.kit.security import Passwords, TokenSigner, write_key_pair
 from kindred.models import AuthSession, Block, Match, Profile, User
-from kindred.settings import Settings
-from tests.e2e.test_server import Server, _clean_env, _flush_redis_prefix, start_server
+from tests.e2e.test_server import Server, _clean_env, _flush_redis_prefix, server_settings, start_server
 from tests.support import leaks
 from tests.support.stack import Stack, truncate_all, worker_id
 
@@ -101,27 +100,13 @@ class Servers:
         database_url, sqlite_file = self._database(workdir)
         prefix = prefix or self.new_prefix()
         values = {
-            "ENVIRONMENT": "development",
-            "KINDRED_VAR_DIR": str(workdir / "var"),
-            "DATABASE_URL": database_url,
-            "EMAIL_BACKEND": "console",
-            "LOG_FORMAT": "json",
-            "LOG_LEVEL": "info",
-            "CACHE_KEY_PREFIX": prefix,
+            **server_settings(workdir, database_url, prefix, self.stack.redis_url),
             "JWT_PRIVATE_KEY_FILE": str(self.keys.private),
             "JWT_PUBLIC_KEY_FILE": str(self.keys.public),
             "CORS_ORIGIN": EXTRA_ORIGIN,
             "WS_AUTH_TIMEOUT": str(AUTH_TIMEOUT),
-            "ARGON2_MEMORY_KIB": "1024",
-            "ARGON2_TIME_COST": "1",
-            "SHUTDOWN_DRAIN_DELAY": "0.2",
-            "SHUTDOWN_TIMEOUT": "5",
-            # Budgets no test reaches (the limiter, where there is one, still runs).
-            **{name.upper(): "1000000/minute" for name in Settings.model_fields if name.startswith("rate_limit_")},
             **extra,
         }
-        if self.stack.redis_url:
-            values["REDIS_URL"] = self.stack.redis_url
         server = start_server(workdir, _clean_env(**values))
         self.started.append(server)
         self.server_prefixes[server.port] = prefix

@@ -21,7 +21,7 @@ from kindred.kit.email import MemoryEmailBackend
 from kindred.settings import Settings
 from tests.reliability.conftest import Running, StartApp, eventually, log_events, with_netloc
 from tests.support.factories import verified_account
-from tests.support.redis_server import redis_server
+from tests.support.redis_server import shared_or_private_redis
 from tests.support.tcpproxy import TcpProxy
 
 # Without TEST_REDIS_URL this module starts its own redis-server: skipped (or failed under
@@ -35,12 +35,8 @@ RESET_TIMEOUT = 0.5
 
 @pytest.fixture(scope="module")
 def redis_target() -> Iterator[str]:
-    url = os.environ.get("TEST_REDIS_URL")
-    if url:
+    with shared_or_private_redis() as url:
         yield url
-        return
-    with redis_server() as private_url:
-        yield private_url
 
 
 @pytest.fixture

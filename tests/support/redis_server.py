@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -78,3 +79,14 @@ def redis_server(timeout: float = 10.0) -> Iterator[str]:
                 _stop(process)
         log_tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
         raise RuntimeError(f"redis-server did not start:\n{log_tail}")
+
+
+@contextmanager
+def shared_or_private_redis() -> Iterator[str]:
+    """TEST_REDIS_URL when set (shared: tests touch only keys under their own prefix), else a private server."""
+    url = os.environ.get("TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    with redis_server() as private_url:
+        yield private_url
